@@ -1,0 +1,370 @@
+"""The only module that speaks HTTP to the Segmind v2 API: submit, status, result, credits.
+
+One :class:`SegmindClient` owns one ``aiohttp.ClientSession`` for its whole life, opened and
+closed through ``async with``. Every outcome that is not a usable answer becomes a typed
+:mod:`~batch_embed.errors` exception carrying ``status``, ``request_id`` and
+``retry_after``. The key travels only in ``x-api-key``, only to the configured root's
+origin: a ``status_url`` or ``response_url`` elsewhere is refused, never followed. The key
+never appears in a repr, a log line or an exception (server text is scrubbed of it too).
+
+Retrying is not done here: the stages decide with :mod:`batch_embed.retry`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+
+from . import errors
+from .errors import ConfigError, excerpt
+from .models import DEFAULT_MODEL, ModelSpec, model_spec
+from .records import JobHandle, JobState, JobStatus
+from .retry import parse_retry_after
+from .vectors import Vector, parse_output
+
+DEFAULT_ROOT = "https://api.segmind.com"
+API_KEY_ENV = "SEGMIND_API_KEY"
+_TERMINAL = frozenset({"COMPLETED", "FAILED"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timeouts:
+    """Per-request time limits in seconds (``total`` bounds the whole exchange)."""
+
+    total: float = 60.0
+    connect: float = 10.0
+    read: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Credits:
+    """The account's balance as ``GET /v1/get-user-credits`` reports it."""
+
+    credits: float
+    free_credits: float
+
+
+class _Secret:
+    """Holds the API key; its repr and str never show it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    __str__ = __repr__
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def normalize_root(url: str, *, allow_insecure_http: bool = False) -> str:
+    """Validate the API root and strip a trailing ``/``, ``/v1`` or ``/v2``.
+
+    ``http://`` is accepted only for loopback hosts (the emulator), unless
+    ``allow_insecure_http`` is set: anywhere else the key would cross the network in clear.
+    """
+    root = url.strip().rstrip("/")
+    for suffix in ("/v1", "/v2"):
+        if root.endswith(suffix):
+            root = root[: -len(suffix)]
+    parts = urlsplit(root)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"base_url: expected an http(s) URL such as {DEFAULT_ROOT}, got {url!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError("base_url: must not carry credentials, a query or a fragment")
+    if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure_http:
+        raise ConfigError(
+            f"base_url: plain http is allowed only for loopback addresses, got {url!r}; "
+            "use https, or pass allow_insecure_http (--allow-insecure-http) to send the key "
+            "unencrypted"
+        )
+    return root
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+class SegmindClient:
+    """Async client for one model on Segmind's v2 queue.
+
+    Use as ``async with SegmindClient(model="text-embedding-3-large") as client:``;
+    ``submit(text)`` returns a :class:`JobHandle`, ``status(job)`` a :class:`JobStatus`,
+    ``result(job)`` the float32 vector.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str = DEFAULT_ROOT,
+        model: str | ModelSpec = DEFAULT_MODEL,
+        timeouts: Timeouts | None = None,
+        max_connections: int = 256,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
+        if not key:
+            raise ConfigError(
+                f"api_key: no API key; set {API_KEY_ENV} (or pass api_key=...), "
+                "or try the built-in emulator with --emulate"
+            )
+        if max_connections < 1:
+            raise ConfigError(f"max_connections must be >= 1, got {max_connections}")
+        self._key = _Secret(key)
+        self.root = normalize_root(base_url, allow_insecure_http=allow_insecure_http)
+        self._origin = _origin(self.root)
+        self.model = model if isinstance(model, ModelSpec) else model_spec(model)
+        self.timeouts = timeouts or Timeouts()
+        self.max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SegmindClient(root={self.root!r}, model={self.model.slug!r})"
+
+    async def __aenter__(self) -> SegmindClient:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Create the session (called by ``async with``); reopening a closed client fails."""
+        if self._closed:
+            raise RuntimeError("this SegmindClient is closed; create a new one")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections,
+                limit_per_host=self.max_connections,
+                ttl_dns_cache=300,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(
+                    total=self.timeouts.total,
+                    connect=self.timeouts.connect,
+                    sock_read=self.timeouts.read,
+                ),
+                headers={"User-Agent": "batch-embed", "Accept": "application/json"},
+                json_serialize=lambda obj: orjson.dumps(obj).decode(),
+                raise_for_status=False,
+            )
+
+    async def close(self) -> None:
+        """Close the session; safe to call more than once."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    # -- the API ---------------------------------------------------------------------------
+
+    async def submit(self, text: str) -> JobHandle:
+        """``POST /v2/{slug}``: create one job for ``text``; a 2xx without the three ids fails."""
+        url = f"{self.root}/v2/{self.model.slug}"
+        sent_at = time.time()
+        body = await self._call("POST", url, payload={self.model.text_field: text})
+        request_id, status_url, response_url = (
+            body.get("request_id"),
+            body.get("status_url"),
+            body.get("response_url"),
+        )
+        if not all(isinstance(v, str) and v for v in (request_id, status_url, response_url)):
+            raise errors.MalformedResponse(
+                "submit answered 2xx without request_id/status_url/response_url; "
+                f"keys={sorted(body)}",
+                body_excerpt=self._scrub(excerpt(orjson.dumps(body))),
+            )
+        assert isinstance(request_id, str) and isinstance(status_url, str)
+        assert isinstance(response_url, str)
+        for name, target in (("status_url", status_url), ("response_url", response_url)):
+            self._check_origin(name, target, request_id)
+        return JobHandle(request_id, status_url, response_url, submitted_at=sent_at)
+
+    def handle(self, request_id: str, *, submitted_at: float = 0.0) -> JobHandle:
+        """Rebuild a job handle from a request_id alone (used when resuming from a journal)."""
+        base = f"{self.root}/v2/requests/{request_id}"
+        return JobHandle(request_id, f"{base}/status", base, submitted_at=submitted_at)
+
+    async def status(self, job: JobHandle) -> JobStatus:
+        """``GET`` the job's status URL; FAILED (served as 422) is an answer, not an error."""
+        body = await self._call("GET", job.status_url, request_id=job.request_id)
+        state = self._state(body, job.request_id)
+        metrics = body.get("metrics")
+        inference_time = metrics.get("inference_time") if isinstance(metrics, dict) else None
+        error = body.get("error") if state is JobState.FAILED else None
+        return JobStatus(
+            state,
+            error=self._scrub(str(error)) if error is not None else None,
+            inference_time=inference_time if isinstance(inference_time, int | float) else None,
+            raw=body,
+        )
+
+    async def result(self, job: JobHandle) -> Vector:
+        """``GET`` the job's response URL once COMPLETED; return its vector as float32.
+
+        Raises JobFailed when the body says FAILED, BadVector when the output is unusable,
+        MalformedResponse when the job is not finished.
+        """
+        body = await self._call("GET", job.response_url, request_id=job.request_id)
+        state = self._state(body, job.request_id)
+        if state is JobState.FAILED:
+            detail = self._scrub(str(body.get("error") or "job FAILED"))
+            raise errors.JobFailed(
+                f"job {job.request_id} FAILED: {detail}",
+                status=422,
+                request_id=job.request_id,
+                detail=detail,
+            )
+        if state is not JobState.COMPLETED:
+            raise errors.MalformedResponse(
+                f"result of {job.request_id} requested while {state.value}",
+                request_id=job.request_id,
+            )
+        if "output" not in body:
+            raise errors.BadVector(
+                f"result of {job.request_id} has no output",
+                request_id=job.request_id,
+                body_excerpt=self._scrub(excerpt(orjson.dumps(body))),
+            )
+        return parse_output(body["output"], dim=self.model.dim, request_id=job.request_id)
+
+    async def credits(self) -> Credits:
+        """``GET /v1/get-user-credits``: the account's remaining balance."""
+        body = await self._call("GET", f"{self.root}/v1/get-user-credits")
+        try:
+            return Credits(float(body["credits"]), float(body.get("free-credits", 0.0)))
+        except (KeyError, TypeError, ValueError):
+            raise errors.MalformedResponse(
+                "credits answer lacks a numeric 'credits'",
+                body_excerpt=self._scrub(excerpt(orjson.dumps(body))),
+            ) from None
+
+    # -- one exchange ----------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        payload: dict[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Send one request; return its JSON object body or raise the typed error.
+
+        A body naming a terminal job state is a valid answer whatever the HTTP status
+        (Segmind serves FAILED with 422).
+        """
+        if self._session is None:
+            raise RuntimeError("SegmindClient is not open; use 'async with SegmindClient(...)'")
+        self._check_origin("url", url, request_id)
+        headers = {"x-api-key": self._key.value}
+        data = None
+        if payload is not None:
+            data = orjson.dumps(payload)
+            headers["Content-Type"] = "application/json"
+        what = f"{method} {urlsplit(url).path}"
+        try:
+            async with self._session.request(method, url, data=data, headers=headers) as resp:
+                raw = await resp.read()
+                status = resp.status
+                retry_after_header = resp.headers.get("Retry-After")
+        except TimeoutError as err:
+            raise errors.RequestTimeout(f"{what}: timed out", request_id=request_id) from err
+        except aiohttp.ClientConnectorError as err:
+            raise errors.ConnectionDropped(
+                f"{what}: could not connect ({type(err).__name__})",
+                maybe_sent=False,
+                request_id=request_id,
+            ) from err
+        except (aiohttp.ClientError, ConnectionError) as err:
+            raise errors.ConnectionDropped(
+                f"{what}: connection dropped ({type(err).__name__})",
+                maybe_sent=True,
+                request_id=request_id,
+            ) from err
+
+        body: Any
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = None
+        if isinstance(body, dict) and body.get("status") in _TERMINAL:
+            return body
+        if 200 <= status < 300:
+            if isinstance(body, dict):
+                return body
+            raise errors.MalformedResponse(
+                f"{what}: HTTP {status} with a body that is not a JSON object: "
+                f"{self._scrub(excerpt(raw))!r}",
+                status=status,
+                request_id=request_id,
+                body_excerpt=self._scrub(excerpt(raw)),
+            )
+        detail = None
+        if isinstance(body, dict) and body.get("error") is not None:
+            detail = self._scrub(str(body["error"]))
+        shown = self._scrub(excerpt(raw))
+        cls = errors.http_error_class(status)
+        retry_after = parse_retry_after(retry_after_header, now=time.time())
+        reason = detail if detail is not None else (shown or "no body")
+        raise cls(
+            f"{what}: HTTP {status}: {reason}",
+            status=status,
+            request_id=request_id,
+            retry_after=retry_after,
+            detail=detail,
+            body_excerpt=shown,
+        )
+
+    def _check_origin(self, name: str, url: str, request_id: str | None) -> None:
+        if _origin(url) != self._origin:
+            raise errors.ForeignOrigin(
+                f"{name} {url!r} is not on the API origin {self.root!r}; refusing to send the "
+                "key there",
+                request_id=request_id,
+            )
+
+    def _state(self, body: dict[str, Any], request_id: str) -> JobState:
+        value = body.get("status")
+        try:
+            return JobState(value)
+        except ValueError:
+            raise errors.MalformedResponse(
+                f"job {request_id} has an unknown status {value!r}",
+                request_id=request_id,
+                body_excerpt=self._scrub(excerpt(orjson.dumps(body, default=str))),
+            ) from None
+
+    def _scrub(self, text: str) -> str:
+        """Remove the key from server-provided text before it can reach a message or file."""
+        key = self._key.value
+        return text.replace(key, "<secret>") if key and key in text else text

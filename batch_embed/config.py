@@ -1,0 +1,72 @@
+"""The settings of one run: a frozen, keyword-only dataclass validated on construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .client import DEFAULT_ROOT
+from .errors import ConfigError
+from .models import DEFAULT_MODEL, model_spec
+from .retry import RetryPolicy
+
+DEFAULT_RPM = 50.0
+"""Segmind's Pro plan: 50 submits per minute."""
+DEFAULT_READ_RATE = 5.0
+"""Status polls and result fetches per second, together."""
+DEFAULT_MAX_IN_FLIGHT = 512
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunConfig:
+    """Everything ``batch-embed run`` needs; every error names the argument."""
+
+    inputs: tuple[str, ...]
+    output: Path
+    errors: Path | None = None
+    text_field: str = "text"
+    id_field: str | None = None
+    model: str = DEFAULT_MODEL
+    base_url: str = DEFAULT_ROOT
+    api_key: str | None = field(default=None, repr=False)
+    rpm: float = DEFAULT_RPM
+    read_rate: float = DEFAULT_READ_RATE
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    truncate: bool = False
+    fresh: bool = False
+    allow_insecure_http: bool = False
+    retention: float = 3600.0
+    retention_margin: float = 300.0
+    rows_per_part: int = 4096
+    grace_seconds: float = 30.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise ConfigError("inputs: give at least one input file, directory or glob")
+        model_spec(self.model)
+        for name in ("rpm", "read_rate", "retention", "grace_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (
+                isinstance(value, int | float) and math.isfinite(value) and value > 0
+            ):
+                raise ConfigError(f"{name}: expected a finite number > 0, got {value!r}")
+        if not (0 <= self.retention_margin < self.retention):
+            raise ConfigError(
+                f"retention_margin: expected 0 <= margin < retention ({self.retention}), "
+                f"got {self.retention_margin!r}"
+            )
+        for name in ("max_in_flight", "rows_per_part"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}: expected an integer >= 1, got {value!r}")
+        if not self.text_field:
+            raise ConfigError("text_field: must not be empty")
+        if self.id_field == "":
+            raise ConfigError("id_field: must not be empty (omit it to derive keys)")
+
+    @property
+    def submit_rate(self) -> float:
+        """Submits per second."""
+        return self.rpm / 60.0

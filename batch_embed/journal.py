@@ -1,0 +1,355 @@
+"""The run's durable memory: one SQLite database (WAL) beside the output.
+
+It is the index that keeps memory flat however large the corpus (which ids and texts were
+seen, which texts have a job, which vectors are safely in a committed part) and what a
+re-run resumes from. Two tables:
+
+``rows``   one per row key: the text's hash, the run that last saw it, its state
+           (PENDING: no vector written yet; COMMITTED: its vector is in a committed part;
+           FAILED: its error record is written).
+``texts``  one per distinct text hash: the job's state (INTENT written before the POST,
+           SUBMITTED once the request_id is known, DONE once its vector is committed,
+           FAILED), the request_id, the submission time (wall clock), the number of submits
+           (each one a paid call), and the error of a failed text.
+
+A lock (``flock`` on a file beside the database, released by the kernel when the process
+dies) keeps two runs off the same output.
+"""
+
+from __future__ import annotations
+
+import enum
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from .errors import JournalLocked
+from .records import Row, RowKey
+
+SCHEMA_VERSION = "1"
+
+
+class RowState(enum.IntEnum):
+    """Where one row key stands."""
+
+    PENDING = 0
+    """Seen; no vector written for it yet."""
+    COMMITTED = 1
+    """Its vector is in a committed output part."""
+    FAILED = 2
+    """Its error record is written."""
+
+
+class TextState(enum.IntEnum):
+    """Where one distinct text's job stands."""
+
+    INTENT = 0
+    """A submit is about to be (or was) sent; its answer is not recorded."""
+    SUBMITTED = 1
+    """The submit was answered; ``request_id`` and ``submitted_at`` are known."""
+    DONE = 2
+    """Its vector is in a committed output part."""
+    FAILED = 3
+    """The text cannot be embedded; the error is recorded."""
+
+
+class RowVerdict(enum.Enum):
+    """What to do with a row the reader produced, given what the journal knows."""
+
+    NEW = "new"
+    """Not seen before (or seen only by an interrupted run): embed it."""
+    CHANGED = "changed"
+    """An earlier run saw this id with another text: embed the new text."""
+    DONE = "done"
+    """An earlier run committed this id with this text: skip it."""
+    REPEAT = "repeat"
+    """This run already has this id with this text: a harmless duplicate, skip it."""
+    CONFLICT = "conflict"
+    """This run already has this id with a different text: a duplicate-id error."""
+
+
+@dataclass(frozen=True, slots=True)
+class TextRecord:
+    """The journal's row for one text hash."""
+
+    hash: str
+    state: TextState
+    request_id: str | None
+    submitted_at: float | None
+    submits: int
+    error_kind: str | None
+    error_message: str | None
+    http_status: int | None
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rows(
+    key PRIMARY KEY NOT NULL,
+    hash TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    location TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rows_by_run_state ON rows(run, state);
+CREATE TABLE IF NOT EXISTS texts(
+    hash TEXT PRIMARY KEY NOT NULL,
+    state INTEGER NOT NULL,
+    request_id TEXT,
+    submitted_at REAL,
+    submits INTEGER NOT NULL DEFAULT 0,
+    error_kind TEXT,
+    error_message TEXT,
+    http_status INTEGER
+) WITHOUT ROWID;
+"""
+
+
+class Journal:
+    """The SQLite journal of one output; open with :meth:`open`, close with ``with``."""
+
+    def __init__(self, conn: sqlite3.Connection, lock_fd: int, path: Path) -> None:
+        self._conn = conn
+        self._lock_fd = lock_fd
+        self.path = path
+        self.run = 0
+
+    @classmethod
+    def open(cls, path: Path, *, fresh: bool = False) -> Journal:
+        """Lock and open (or create) the journal at ``path``; ``fresh`` forgets everything.
+
+        Raises JournalLocked when another live process holds the lock.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = path.with_name(path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise JournalLocked(
+                f"{path.parent} is in use by a running batch-embed (pid {holder}); wait for it "
+                "to finish or stop it, then run again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        if fresh:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        journal = cls(conn, fd, path)
+        journal._start_run()
+        return journal
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the database and release the lock; idempotent."""
+        if self._lock_fd < 0:
+            return
+        self._conn.close()
+        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        os.close(self._lock_fd)
+        self._lock_fd = -1
+
+    def _start_run(self) -> None:
+        with self._tx():
+            found = self._conn.execute("SELECT value FROM meta WHERE name='run'").fetchone()
+            self.run = int(found[0]) + 1 if found else 1
+            self._set_meta("run", str(self.run))
+            self._set_meta("schema", SCHEMA_VERSION)
+
+    # -- meta ------------------------------------------------------------------------------
+
+    def _set_meta(self, name: str, value: str) -> None:
+        self._conn.execute(
+            "INSERT INTO meta(name, value) VALUES(?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+            (name, value),
+        )
+
+    def meta(self, name: str) -> str | None:
+        """The stored value of a setting (model, dim, key type), or None."""
+        found = self._conn.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return None if found is None else str(found[0])
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        """Store settings that a later run must agree with."""
+        with self._tx():
+            for name, value in values.items():
+                self._set_meta(name, value)
+
+    # -- rows ------------------------------------------------------------------------------
+
+    def admit_rows(self, rows: Sequence[Row]) -> list[RowVerdict]:
+        """Decide, for each row in reading order, what to do; record the new ones."""
+        verdicts: list[RowVerdict] = []
+        run = self.run
+        select = "SELECT hash, run, state FROM rows WHERE key=?"
+        upsert = (
+            "INSERT INTO rows(key, hash, run, state, source, location) VALUES(?, ?, ?, 0, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET hash=excluded.hash, run=excluded.run, state=0, "
+            "source=excluded.source, location=excluded.location"
+        )
+        with self._tx():
+            cur = self._conn.cursor()
+            for row in rows:
+                key, digest = row.key, row.text_hash
+                found = cur.execute(select, (key,)).fetchone()
+                if found is None:
+                    verdict = RowVerdict.NEW
+                else:
+                    old_hash, old_run, state = found
+                    if old_run == run:
+                        verdict = RowVerdict.REPEAT if old_hash == digest else RowVerdict.CONFLICT
+                    elif old_hash != digest:
+                        verdict = RowVerdict.CHANGED
+                    elif state == RowState.COMMITTED:
+                        verdict = RowVerdict.DONE
+                        cur.execute("UPDATE rows SET run=? WHERE key=?", (run, key))
+                    else:
+                        verdict = RowVerdict.NEW
+                if verdict in (RowVerdict.NEW, RowVerdict.CHANGED):
+                    cur.execute(upsert, (key, digest, run, row.source, row.location))
+                verdicts.append(verdict)
+        return verdicts
+
+    def mark_rows(self, keys: Iterable[RowKey], state: RowState) -> None:
+        """Set the state of rows (COMMITTED after a part commit, FAILED once recorded)."""
+        with self._tx():
+            self._conn.executemany(
+                "UPDATE rows SET state=? WHERE key=?", ((int(state), k) for k in keys)
+            )
+
+    def pending_rows(self) -> list[tuple[RowKey, str, str, str]]:
+        """This run's rows still PENDING: ``(key, hash, source, location)``."""
+        cur = self._conn.execute(
+            "SELECT key, hash, source, location FROM rows WHERE run=? AND state=0", (self.run,)
+        )
+        return list(cur)
+
+    def vanished_rows(self) -> int:
+        """Rows known from earlier runs that this run's input no longer has."""
+        found = self._conn.execute("SELECT count(*) FROM rows WHERE run<?", (self.run,)).fetchone()
+        return int(found[0])
+
+    # -- texts -----------------------------------------------------------------------------
+
+    def text(self, digest: str) -> TextRecord | None:
+        """The journal's record of one text, or None when it has none."""
+        found = self._conn.execute(
+            "SELECT hash, state, request_id, submitted_at, submits, error_kind, error_message, "
+            "http_status FROM texts WHERE hash=?",
+            (digest,),
+        ).fetchone()
+        if found is None:
+            return None
+        return TextRecord(found[0], TextState(found[1]), *found[2:])
+
+    def record_intent(self, digests: Sequence[str]) -> None:
+        """Write, durably, that submits for these texts are about to be sent (each one paid)."""
+        with self._tx():
+            self._conn.executemany(
+                "INSERT INTO texts(hash, state, submits) VALUES(?, 0, 1) "
+                "ON CONFLICT(hash) DO UPDATE SET state=0, request_id=NULL, submits=submits+1",
+                ((d,) for d in digests),
+            )
+
+    def record_submitted(self, digest: str, request_id: str, submitted_at: float) -> None:
+        """Write the request_id of a text's job as soon as the submit is answered."""
+        with self._tx():
+            self._conn.execute(
+                "UPDATE texts SET state=1, request_id=?, submitted_at=? WHERE hash=?",
+                (request_id, submitted_at, digest),
+            )
+
+    def record_not_sent(self, digest: str) -> None:
+        """Undo an intent whose submit provably never reached the server (not paid)."""
+        with self._tx():
+            self._conn.execute(
+                "UPDATE texts SET submits=max(0, submits-1) WHERE hash=? AND state=0", (digest,)
+            )
+
+    def record_text_failed(
+        self, digest: str, kind: str, message: str, http_status: int | None
+    ) -> None:
+        """Write that a text cannot be embedded, with the reason its rows will carry."""
+        with self._tx():
+            self._conn.execute(
+                "INSERT INTO texts(hash, state, error_kind, error_message, http_status) "
+                "VALUES(?, 3, ?, ?, ?) ON CONFLICT(hash) DO UPDATE SET state=3, "
+                "error_kind=excluded.error_kind, error_message=excluded.error_message, "
+                "http_status=excluded.http_status",
+                (digest, kind, message, http_status),
+            )
+
+    def record_committed(self, keys: Sequence[RowKey], digests: Iterable[str]) -> None:
+        """After a part commit: its rows are COMMITTED and its texts DONE, in one transaction."""
+        with self._tx():
+            self._conn.executemany("UPDATE rows SET state=1 WHERE key=?", ((k,) for k in keys))
+            self._conn.executemany(
+                "UPDATE texts SET state=2 WHERE hash=?", ((d,) for d in set(digests))
+            )
+
+    def unfinished_texts(self) -> Iterator[TextRecord]:
+        """Texts with a job that an earlier run left unfinished (INTENT or SUBMITTED)."""
+        cur = self._conn.execute(
+            "SELECT hash, state, request_id, submitted_at, submits, error_kind, error_message, "
+            "http_status FROM texts WHERE state IN (0, 1)"
+        )
+        for found in cur:
+            yield TextRecord(found[0], TextState(found[1]), *found[2:])
+
+    def total_submits(self) -> int:
+        """All submits the journal has recorded, across runs."""
+        found = self._conn.execute("SELECT coalesce(sum(submits), 0) FROM texts").fetchone()
+        return int(found[0])
+
+    # -- transactions ----------------------------------------------------------------------
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+
+class _Transaction:
+    """BEGIN ... COMMIT (ROLLBACK on error) around a block; the connection is autocommit."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def wall_clock() -> float:
+    """Unix time; submission times in the journal are wall clock so they survive restarts."""
+    return time.time()

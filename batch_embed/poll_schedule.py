@@ -1,0 +1,52 @@
+"""When to poll a job: learn the latency from completed jobs, poll once around completion.
+
+Polls are paid for in read budget, so the first poll of a job goes out when it is likely
+done: at the learned ``QUANTILE`` of the job latency, not at a fixed interval. Only the
+first poll of each job is an unbiased probe (later ones are conditioned on "not done
+yet"), so only it updates the estimate, by stochastic approximation of the quantile
+(Robbins-Monro): ``estimate += step * (QUANTILE - done)``, with a step proportional to the
+estimate itself, so it adapts at any time scale. A job not done at its first poll is polled
+again after a growing interval (``GROWTH`` times its age so far, capped), so a cold start
+of a minute costs a handful of polls, not sixty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+QUANTILE = 0.92
+"""Share of jobs that should be done at their first poll."""
+LEARNING_RATE = 0.08
+"""Size of one estimate step, relative to the estimate."""
+GROWTH = 0.6
+"""A later poll waits this share of the job's age so far."""
+MIN_DELAY = 0.05
+MAX_DELAY = 30.0
+
+
+@dataclass(slots=True)
+class LatencyEstimator:
+    """The learned age (seconds since submit) by which QUANTILE of jobs are done."""
+
+    estimate: float = 1.0
+    observations: int = field(default=0, init=False)
+
+    def first_delay(self) -> float:
+        """Seconds after submit to send a job's first poll."""
+        return min(MAX_DELAY, max(MIN_DELAY, self.estimate))
+
+    def observe_first_poll(self, age: float, done: bool) -> None:
+        """Learn from a first poll sent ``age`` seconds after submit that found ``done``."""
+        if age <= 0:
+            return
+        self.observations += 1
+        # Early on, move faster so a wrong initial guess is corrected within a few jobs.
+        rate = LEARNING_RATE * (4.0 if self.observations < 20 else 1.0)
+        target = QUANTILE - (1.0 if done else 0.0)
+        base = max(self.estimate, MIN_DELAY)
+        self.estimate = min(MAX_DELAY, max(MIN_DELAY, base + rate * base * target / QUANTILE))
+
+    @staticmethod
+    def next_delay(age: float) -> float:
+        """Seconds to wait before polling again a job still running at ``age``."""
+        return min(MAX_DELAY, max(MIN_DELAY, age * GROWTH))

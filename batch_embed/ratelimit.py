@@ -1,0 +1,124 @@
+"""Rate control for one request class: adapt down on 429, probe back up, never exceed the cap.
+
+Two parts. :class:`RateController` is pure (every method takes ``now``): it holds the rate
+the class may use. A 429 starts a *congestion episode*: the rate drops to ``beta`` times
+the rate that hit the limit, once per episode (the 429s of requests already in the air
+belong to the same episode), and a ``Retry-After`` pauses the whole class until then.
+Between 429s the rate grows back along a cubic curve (as TCP CUBIC does): quickly to just
+under the rate that last hit the limit, a plateau there, then faster probing beyond it, up
+to the configured rate. The class therefore settles just under the server's real limit
+instead of oscillating through 429 storms, and returns to the configured rate once 429s
+stop.
+
+:class:`AdaptiveLimiter` turns the controller's rate into waiting: it spaces requests at
+the current rate (virtual scheduling: each acquire reserves the next slot) and passes
+through an ``aiolimiter.AsyncLimiter`` set to the configured rate, the hard ceiling that
+no adaptation can overrun.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiolimiter import AsyncLimiter
+
+from .errors import ConfigError
+
+BETA = 0.85
+"""Share of the rate kept after a 429 episode."""
+RECOVERY_SECONDS = 4.0
+"""Time to grow back to the rate that hit the limit (at least RECOVERY_REQUESTS slots)."""
+RECOVERY_REQUESTS = 20.0
+EPISODE_SECONDS = 1.0
+"""429s within this long after a reaction belong to the same episode."""
+
+
+@dataclass(slots=True)
+class RateController:
+    """The current allowed rate (requests/s) of one request class; see the module doc."""
+
+    max_rate: float
+    min_rate: float = 0.0
+    rate: float = field(init=False)
+    hold_until: float = field(default=0.0, init=False)
+    throttled: int = field(default=0, init=False)
+    episodes: int = field(default=0, init=False)
+    _limit_rate: float | None = field(default=None, init=False)
+    _epoch: float = field(default=0.0, init=False)
+    _episode_until: float = field(default=-math.inf, init=False)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.max_rate) and self.max_rate > 0):
+            raise ConfigError(f"rate must be a finite number > 0, got {self.max_rate!r}")
+        if self.min_rate <= 0:
+            self.min_rate = self.max_rate / 100.0
+        self.rate = self.max_rate
+
+    def current(self, now: float) -> float:
+        """The allowed rate at ``now``, grown along the recovery curve since the last episode."""
+        if self._limit_rate is None:
+            return self.rate
+        top = self._limit_rate
+        k = max(RECOVERY_SECONDS, RECOVERY_REQUESTS / top)
+        c = (1.0 - BETA) / k**3
+        t = max(0.0, now - self._epoch)
+        grown = top * (1.0 + c * (t - k) ** 3)
+        self.rate = min(self.max_rate, max(self.min_rate, grown))
+        return self.rate
+
+    def on_throttled(self, now: float, retry_after: float | None) -> None:
+        """Record a 429 at ``now``: pause for Retry-After, cut the rate once per episode."""
+        self.throttled += 1
+        if retry_after is not None:
+            self.hold_until = max(self.hold_until, now + retry_after)
+        if now < self._episode_until:
+            return
+        hit = self.current(now)
+        self.episodes += 1
+        self._limit_rate = hit
+        self.rate = max(self.min_rate, hit * BETA)
+        self._epoch = now
+        self._episode_until = now + max(EPISODE_SECONDS, 2.0 / self.rate)
+
+
+class AdaptiveLimiter:
+    """Waits until a request of this class may go: Retry-After holds, pacing, hard ceiling."""
+
+    def __init__(
+        self,
+        controller: RateController,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.controller = controller
+        self._clock = clock
+        self._sleep = sleep
+        self._next_slot = -math.inf
+        # The hard ceiling: one slot per 1/max_rate, no burst beyond a single request.
+        self._ceiling = AsyncLimiter(1, 1.0 / controller.max_rate)
+        self.acquired = 0
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    async def acquire(self) -> None:
+        """Return when one request may be sent; reserve its slot at the current rate."""
+        ctl = self.controller
+        while True:
+            now = self._now()
+            start = max(now, self._next_slot, ctl.hold_until)
+            self._next_slot = start + 1.0 / ctl.current(now)
+            if start > now:
+                await self._sleep(start - now)
+            if self._now() >= ctl.hold_until:
+                break
+        await self._ceiling.acquire()
+        self.acquired += 1
+
+    def throttled(self, retry_after: float | None) -> None:
+        """Tell the controller a request of this class was answered 429."""
+        self.controller.on_throttled(self._now(), retry_after)

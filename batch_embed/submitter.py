@@ -1,0 +1,168 @@
+"""Stage 2: a bounded pool of coroutines submits v2 jobs under the submit rate limiter.
+
+Each submit is written to the journal as an intent *before* the POST and its request_id as
+soon as the answer arrives, so a crash never loses a paid job. A 429 slows the whole
+submit class (:mod:`batch_embed.ratelimit`) and is retried, never an error by itself; 5xx,
+timeouts and dropped connections are retried within the :class:`RetryPolicy`'s bounds, and
+when the request may have reached the server the text is counted as possibly billed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+
+from . import errors
+from .client import SegmindClient
+from .jobs import EngineEvents, Job
+from .journal import Journal
+from .ratelimit import AdaptiveLimiter
+from .records import ErrorKind
+from .retry import RetryPolicy, Verdict, classify
+from .stats import RunStats
+
+
+def may_have_reached_server(error: errors.ApiError) -> bool:
+    """True when a failed submit may still have created (and billed) a job."""
+    if isinstance(error, errors.ConnectionDropped):
+        return error.maybe_sent
+    return isinstance(error, errors.RequestTimeout | errors.ServerError | errors.MalformedResponse)
+
+
+class Submitter:
+    """Submits queued jobs with ``workers`` coroutines; see the module doc."""
+
+    def __init__(
+        self,
+        *,
+        client: SegmindClient,
+        limiter: AdaptiveLimiter,
+        journal: Journal,
+        policy: RetryPolicy,
+        events: EngineEvents,
+        stats: RunStats,
+        workers: int,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._client = client
+        self._limiter = limiter
+        self._journal = journal
+        self._policy = policy
+        self._events = events
+        self._stats = stats
+        self._workers = workers
+        self._clock = clock
+        self._sleep = sleep
+        self._rand = rand
+        self.stopped = False
+
+    async def run(self) -> None:
+        """Run the worker pool until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self._workers):
+                group.create_task(self._worker())
+
+    def stop(self) -> None:
+        """Submit nothing more; queued jobs are left for the pipeline to account for."""
+        self.stopped = True
+
+    async def _worker(self) -> None:
+        while True:
+            job = await self.queue.get()
+            try:
+                if self.stopped:
+                    self._events.failed(job, ErrorKind.ABORTED, "run stopped before submit", None)
+                else:
+                    await self.submit(job)
+            finally:
+                self.queue.task_done()
+
+    async def submit(self, job: Job) -> None:
+        """Submit one job until it has a handle, fails, or the run stops."""
+        job.attempts = 0
+        job.step_started = self._clock()
+        throttled_since: float | None = None
+        while True:
+            if self.stopped:
+                self._events.failed(job, ErrorKind.ABORTED, "run stopped before submit", None)
+                return
+            await self._limiter.acquire()
+            if self.stopped:
+                self._events.failed(job, ErrorKind.ABORTED, "run stopped before submit", None)
+                return
+            self._journal.record_intent([job.digest])
+            job.submits += 1
+            self._stats.submits += 1
+            try:
+                handle = await self._client.submit(job.text)
+            except errors.ApiError as err:
+                delay = self._after_failure(job, err)
+                if delay is None:
+                    return
+                if isinstance(err, errors.RateLimited):
+                    now = self._clock()
+                    throttled_since = throttled_since if throttled_since is not None else now
+                    if now - throttled_since > self._policy.max_throttled:
+                        self._events.failed(
+                            job, ErrorKind.RETRIES_EXHAUSTED, f"throttled for too long: {err}", 429
+                        )
+                        return
+                await self._sleep(delay)
+                continue
+            self._journal.record_submitted(job.digest, handle.request_id, handle.submitted_at)
+            self._stats.submits_accepted += 1
+            job.handle = handle
+            job.request_ids.append(handle.request_id)
+            job.polls = 0
+            job.not_found = 0
+            job.attempts = 0
+            job.step_started = self._clock()
+            self._events.submitted(job)
+            return
+
+    def _after_failure(self, job: Job, err: errors.ApiError) -> float | None:
+        """Decide after a failed submit: the delay before trying again, or None when done."""
+        verdict = classify(err, reading=False)
+        if verdict is Verdict.THROTTLED:
+            # A 429 created no job: take back the intent's payment.
+            self._journal.record_not_sent(job.digest)
+            self._stats.submits -= 1
+            self._stats.throttled_submits += 1
+            self._limiter.throttled(err.retry_after)
+            if err.retry_after is not None:
+                return err.retry_after
+            return self._policy.backoff(min(job.attempts + 1, 4), self._rand)
+        if verdict is Verdict.ABORT:
+            self._journal.record_not_sent(job.digest)
+            self._stats.submits -= 1
+            self._events.abort(err)
+            self._events.failed(job, ErrorKind.ABORTED, f"run aborted: {err}", err.status)
+            return None
+        if verdict is Verdict.ROW_ERROR:
+            self._events.failed(job, ErrorKind.REJECTED, str(err), err.status)
+            return None
+        # Transient.
+        if may_have_reached_server(err):
+            if not job.maybe_billed:
+                self._stats.possibly_billed_twice += 1
+            job.maybe_billed = True
+        else:
+            self._journal.record_not_sent(job.digest)
+            self._stats.submits -= 1
+        job.attempts += 1
+        if not self._policy.should_retry(
+            attempt=job.attempts, elapsed=self._clock() - job.step_started
+        ):
+            self._events.failed(
+                job,
+                ErrorKind.RETRIES_EXHAUSTED,
+                f"submit failed {job.attempts} times; last: {err}",
+                err.status,
+            )
+            return None
+        self._stats.retries += 1
+        return self._policy.backoff(job.attempts, self._rand)
