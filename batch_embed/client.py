@@ -12,12 +12,15 @@ Retrying is not done here: the stages decide with :mod:`batch_embed.retry`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -86,7 +89,11 @@ def normalize_root(url: str, *, allow_insecure_http: bool = False) -> str:
     for suffix in ("/v1", "/v2"):
         if root.endswith(suffix):
             root = root[: -len(suffix)]
-    parts = urlsplit(root)
+    try:
+        parts = urlsplit(root)
+        parts.port  # noqa: B018 -- raises ValueError on a non-numeric or out-of-range port
+    except ValueError as err:
+        raise ConfigError(f"base_url: not a valid URL ({err}), got {url!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"base_url: expected an http(s) URL such as {DEFAULT_ROOT}, got {url!r}")
     if parts.query or parts.fragment or parts.username or parts.password:
@@ -101,9 +108,32 @@ def normalize_root(url: str, *, allow_insecure_http: bool = False) -> str:
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:  # a bad port or IPv6 literal: an origin that matches nothing
+        return "", "", -1
     return parts.scheme, (parts.hostname or "").lower(), port
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _scrubbing(
+    method: Callable[Concatenate[SegmindClient, _P], Awaitable[_R]],
+) -> Callable[Concatenate[SegmindClient, _P], Awaitable[_R]]:
+    """Scrub the key from every ApiError leaving a public API method (one choke point)."""
+
+    @functools.wraps(method)
+    async def wrapper(self: SegmindClient, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await method(self, *args, **kwargs)
+        except errors.ApiError as err:
+            self._scrub_error(err)
+            raise
+
+    return wrapper
 
 
 class SegmindClient:
@@ -187,6 +217,7 @@ class SegmindClient:
 
     # -- the API ---------------------------------------------------------------------------
 
+    @_scrubbing
     async def submit(self, text: str) -> JobHandle:
         """``POST /v2/{slug}``: create one job for ``text``; a 2xx without the three ids fails."""
         url = f"{self.root}/v2/{self.model.slug}"
@@ -201,7 +232,7 @@ class SegmindClient:
             raise errors.MalformedResponse(
                 "submit answered 2xx without request_id/status_url/response_url; "
                 f"keys={sorted(body)}",
-                body_excerpt=self._scrub(excerpt(orjson.dumps(body))),
+                body_excerpt=self._excerpt(orjson.dumps(body)),
             )
         assert isinstance(request_id, str) and isinstance(status_url, str)
         assert isinstance(response_url, str)
@@ -214,6 +245,7 @@ class SegmindClient:
         base = f"{self.root}/v2/requests/{request_id}"
         return JobHandle(request_id, f"{base}/status", base, submitted_at=submitted_at)
 
+    @_scrubbing
     async def status(self, job: JobHandle) -> JobStatus:
         """``GET`` the job's status URL; FAILED (served as 422) is an answer, not an error."""
         body = await self._call("GET", job.status_url, request_id=job.request_id)
@@ -228,6 +260,7 @@ class SegmindClient:
             raw=body,
         )
 
+    @_scrubbing
     async def result(self, job: JobHandle) -> Vector:
         """``GET`` the job's response URL once COMPLETED; return its vector as float32.
 
@@ -253,10 +286,23 @@ class SegmindClient:
             raise errors.BadVector(
                 f"result of {job.request_id} has no output",
                 request_id=job.request_id,
-                body_excerpt=self._scrub(excerpt(orjson.dumps(body))),
+                body_excerpt=self._excerpt(orjson.dumps(body)),
             )
-        return parse_output(body["output"], dim=self.model.dim, request_id=job.request_id)
+        output = body["output"]
+        try:
+            return parse_output(output, dim=self.model.dim, request_id=job.request_id)
+        except errors.BadVector as err:
+            # parse_output quotes the output; scrub the whole of it before the 200-char cut.
+            raw = output if isinstance(output, str | bytes) else orjson.dumps(output, default=str)
+            shown = self._excerpt(raw)
+            raise errors.BadVector(
+                f"{err.detail}: {shown}",
+                request_id=job.request_id,
+                detail=err.detail,
+                body_excerpt=shown,
+            ) from None
 
+    @_scrubbing
     async def credits(self) -> Credits:
         """``GET /v1/get-user-credits``: the account's remaining balance."""
         body = await self._call("GET", f"{self.root}/v1/get-user-credits")
@@ -265,7 +311,7 @@ class SegmindClient:
         except (KeyError, TypeError, ValueError):
             raise errors.MalformedResponse(
                 "credits answer lacks a numeric 'credits'",
-                body_excerpt=self._scrub(excerpt(orjson.dumps(body))),
+                body_excerpt=self._excerpt(orjson.dumps(body)),
             ) from None
 
     # -- one exchange ----------------------------------------------------------------------
@@ -316,7 +362,12 @@ class SegmindClient:
         try:
             body = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
-            body = None
+            # Python providers write NaN/Infinity literals, which orjson refuses: parse them so
+            # the result is a per-row BadVector, not a malformed (retried) answer.
+            try:
+                body = json.loads(raw, parse_int=float)  # no ints orjson cannot re-dump
+            except (ValueError, RecursionError):
+                body = None
         if isinstance(body, dict) and body.get("status") in _TERMINAL:
             return body
         if 200 <= status < 300:
@@ -324,15 +375,15 @@ class SegmindClient:
                 return body
             raise errors.MalformedResponse(
                 f"{what}: HTTP {status} with a body that is not a JSON object: "
-                f"{self._scrub(excerpt(raw))!r}",
+                f"{self._excerpt(raw)!r}",
                 status=status,
                 request_id=request_id,
-                body_excerpt=self._scrub(excerpt(raw)),
+                body_excerpt=self._excerpt(raw),
             )
         detail = None
         if isinstance(body, dict) and body.get("error") is not None:
             detail = self._scrub(str(body["error"]))
-        shown = self._scrub(excerpt(raw))
+        shown = self._excerpt(raw)
         cls = errors.http_error_class(status)
         retry_after = parse_retry_after(retry_after_header, now=time.time())
         reason = detail if detail is not None else (shown or "no body")
@@ -361,8 +412,22 @@ class SegmindClient:
             raise errors.MalformedResponse(
                 f"job {request_id} has an unknown status {value!r}",
                 request_id=request_id,
-                body_excerpt=self._scrub(excerpt(orjson.dumps(body, default=str))),
+                body_excerpt=self._excerpt(orjson.dumps(body, default=str)),
             ) from None
+
+    def _excerpt(self, raw: str | bytes) -> str:
+        """The first 200 characters of a body, scrubbed of the key before the cut."""
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+        return excerpt(self._scrub(text))
+
+    def _scrub_error(self, err: errors.ApiError) -> None:
+        """Remove the key from an error's message and attributes, in place."""
+        err.args = tuple(self._scrub(a) if isinstance(a, str) else a for a in err.args)
+        if err.detail is not None:
+            err.detail = self._scrub(err.detail)
+        if err.request_id is not None:
+            err.request_id = self._scrub(err.request_id)
+        err.body_excerpt = self._scrub(err.body_excerpt)
 
     def _scrub(self, text: str) -> str:
         """Remove the key from server-provided text before it can reach a message or file."""

@@ -39,6 +39,8 @@ class RunConfig:
     retention: float = 3600.0
     retention_margin: float = 300.0
     rows_per_part: int = 4096
+    commit_interval: float = 60.0
+    """Commit a part at least this often (seconds), so slow runs keep what they paid for."""
     grace_seconds: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -46,7 +48,7 @@ class RunConfig:
         if not self.inputs:
             raise ConfigError("inputs: give at least one input file, directory or glob")
         model_spec(self.model)
-        for name in ("rpm", "read_rate", "retention", "grace_seconds"):
+        for name in ("rpm", "read_rate", "retention", "grace_seconds", "commit_interval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not (
                 isinstance(value, int | float) and math.isfinite(value) and value > 0

@@ -307,8 +307,21 @@ class _Run:
 
     async def write_vectors(self) -> None:
         """The writer stage: one consumer, so the part buffer is never touched concurrently."""
+        loop = asyncio.get_running_loop()
+        oldest: float | None = None
         while True:
-            job, vector = await self.to_write.get()
+            if oldest is not None and loop.time() - oldest >= self.config.commit_interval:
+                await self.commit()
+            timeout = None
+            if self.writer.pending:
+                oldest = oldest if oldest is not None else loop.time()
+                timeout = max(0.0, oldest + self.config.commit_interval - loop.time())
+            else:
+                oldest = None
+            try:
+                job, vector = await asyncio.wait_for(self.to_write.get(), timeout)
+            except TimeoutError:
+                continue
             try:
                 for row in job.rows:
                     await self.add_row(row.key, row.source, job.digest, vector)
@@ -319,6 +332,7 @@ class _Run:
 
     async def add_row(self, key: RowKey, source: str, digest: str, vector: Vector) -> None:
         self.uncommitted.append((source, digest))
+        self.stats.rows_received += 1
         if self.writer.pending + 1 >= self.config.rows_per_part:
             part = await asyncio.to_thread(self.writer.add, key, digest, vector)
         else:

@@ -136,6 +136,7 @@ class Poller:
         except errors.ApiError as err:
             self._after_failure(job, err, fetch=False)
             return
+        self._limiter.accepted()
         job.attempts = 0
         job.not_found = 0
         if job.polls == 1:
@@ -162,6 +163,7 @@ class Poller:
         except errors.ApiError as err:
             self._after_failure(job, err, fetch=True)
             return
+        self._limiter.accepted()
         await self._events.vector(job, vector)
 
     def _after_failure(self, job: Job, err: errors.ApiError, *, fetch: bool) -> None:

@@ -52,14 +52,15 @@ class Progress:
         rate = (s.submits - submits_then) / (now - then) if now > then else 0.0
         self._last = (now, s.submits)
         budget = self.submit.controller.rate
-        done = s.rows_embedded + s.rows_failed + s.rows_skipped
+        done = s.rows_received + s.rows_failed + s.rows_skipped
         elapsed = now - s.started
         eta = "?"
         if self.expected_rows and done and elapsed > 0:
             remaining = max(0, self.expected_rows - done)
             eta = _clock(remaining * elapsed / done)
         return (
-            f"rows {s.rows_embedded} embedded, {s.rows_failed} failed, {s.rows_skipped} skipped"
+            f"rows {s.rows_received} embedded ({s.rows_embedded} committed), "
+            f"{s.rows_failed} failed, {s.rows_skipped} skipped"
             f" | in flight {s.in_flight} | submits {rate * 60:.0f}/min of "
             f"{budget * 60:.0f}/min | 429s {s.throttled_submits + s.throttled_reads}"
             f" | {_clock(elapsed)} elapsed, ETA {eta}"

@@ -1,8 +1,11 @@
 """Rate control for one request class: adapt down on 429, probe back up, never exceed the cap.
 
 Two parts. :class:`RateController` is pure (every method takes ``now``): it holds the rate
-the class may use. A 429 starts a *congestion episode*: the rate drops to ``beta`` times
-the rate that hit the limit, once per episode (the 429s of requests already in the air
+the class may use. A 429 starts a *congestion episode*: the rate drops to the lower of
+``BETA`` times the rate that hit the limit (half of it when nothing was measured yet) and
+the rate the server actually accepted over the last
+``MEASURE_SECONDS`` (under a sliding-window limit that is the real limit, so one episode
+is enough to settle), once per episode (the 429s of requests already in the air
 belong to the same episode), and a ``Retry-After`` pauses the whole class until then.
 Between 429s the rate grows back along a cubic curve (as TCP CUBIC does): quickly to just
 under the rate that last hit the limit, a plateau there, then faster probing beyond it, up
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -29,11 +33,19 @@ from .errors import ConfigError
 
 BETA = 0.85
 """Share of the rate kept after a 429 episode."""
+BETA_BLIND = 0.5
+"""Share kept after a 429 that comes before any measurement of the accepted rate."""
 RECOVERY_SECONDS = 4.0
 """Time to grow back to the rate that hit the limit (at least RECOVERY_REQUESTS slots)."""
+MEASURED_RECOVERY_SECONDS = 10.0
+"""The same, after an episode that measured the server's limit: probe above it slowly."""
 RECOVERY_REQUESTS = 20.0
 EPISODE_SECONDS = 1.0
 """429s within this long after a reaction belong to the same episode."""
+MEASURE_SECONDS = 1.0
+"""Accepted requests are counted over this window to measure the server's real rate."""
+MEASURED_SHARE = 0.97
+"""After an episode, aim this far under the measured accepted rate."""
 
 
 @dataclass(slots=True)
@@ -47,8 +59,11 @@ class RateController:
     throttled: int = field(default=0, init=False)
     episodes: int = field(default=0, init=False)
     _limit_rate: float | None = field(default=None, init=False)
+    _share: float = field(default=BETA, init=False)
     _epoch: float = field(default=0.0, init=False)
     _episode_until: float = field(default=-math.inf, init=False)
+    _accepted: deque[float] = field(default_factory=deque, init=False)
+    _first_accept: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.max_rate) and self.max_rate > 0):
@@ -62,12 +77,29 @@ class RateController:
         if self._limit_rate is None:
             return self.rate
         top = self._limit_rate
-        k = max(RECOVERY_SECONDS, RECOVERY_REQUESTS / top)
-        c = (1.0 - BETA) / k**3
+        seconds = MEASURED_RECOVERY_SECONDS if self._share == MEASURED_SHARE else RECOVERY_SECONDS
+        k = max(seconds, RECOVERY_REQUESTS / top)
+        c = (1.0 - self._share) / k**3
         t = max(0.0, now - self._epoch)
         grown = top * (1.0 + c * (t - k) ** 3)
         self.rate = min(self.max_rate, max(self.min_rate, grown))
         return self.rate
+
+    def on_accepted(self, now: float) -> None:
+        """Record a request of this class that the server did not throttle."""
+        if self._first_accept is None:
+            self._first_accept = now
+        self._accepted.append(now)
+        while self._accepted and self._accepted[0] <= now - MEASURE_SECONDS:
+            self._accepted.popleft()
+
+    def accepted_rate(self, now: float) -> float | None:
+        """Requests/s accepted over the last MEASURE_SECONDS; None until that much history."""
+        if self._first_accept is None or now - self._first_accept < MEASURE_SECONDS:
+            return None
+        while self._accepted and self._accepted[0] <= now - MEASURE_SECONDS:
+            self._accepted.popleft()
+        return len(self._accepted) / MEASURE_SECONDS
 
     def on_throttled(self, now: float, retry_after: float | None) -> None:
         """Record a 429 at ``now``: pause for Retry-After, cut the rate once per episode."""
@@ -77,9 +109,14 @@ class RateController:
         if now < self._episode_until:
             return
         hit = self.current(now)
+        measured = self.accepted_rate(now)
         self.episodes += 1
-        self._limit_rate = hit
-        self.rate = max(self.min_rate, hit * BETA)
+        if measured is not None and 0 < measured < hit:
+            # The server let through less than we sent: that is its limit; sit just under it.
+            self._limit_rate, self._share = measured, MEASURED_SHARE
+        else:
+            self._limit_rate, self._share = hit, (BETA if measured is not None else BETA_BLIND)
+        self.rate = max(self.min_rate, self._limit_rate * self._share)
         self._epoch = now
         self._episode_until = now + max(EPISODE_SECONDS, 2.0 / self.rate)
 
@@ -110,15 +147,25 @@ class AdaptiveLimiter:
         ctl = self.controller
         while True:
             now = self._now()
+            episode = ctl.episodes
             start = max(now, self._next_slot, ctl.hold_until)
             self._next_slot = start + 1.0 / ctl.current(now)
             if start > now:
                 await self._sleep(start - now)
-            if self._now() >= ctl.hold_until:
+            # A slot reserved before a 429 episode was paced at the old rate: reserve again.
+            if ctl.episodes == episode and self._now() >= ctl.hold_until:
                 break
         await self._ceiling.acquire()
         self.acquired += 1
 
+    def accepted(self) -> None:
+        """Tell the controller a request of this class went through (not 429)."""
+        self.controller.on_accepted(self._now())
+
     def throttled(self, retry_after: float | None) -> None:
         """Tell the controller a request of this class was answered 429."""
-        self.controller.on_throttled(self._now(), retry_after)
+        episodes = self.controller.episodes
+        now = self._now()
+        self.controller.on_throttled(now, retry_after)
+        if self.controller.episodes != episodes:
+            self._next_slot = now  # drop the reservations made at the old rate

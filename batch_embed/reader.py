@@ -212,11 +212,18 @@ def _id_problem(value: object, key_type: KeyType) -> str | None:
     return f"id must be an integer or a string, got {_json_type(value)}"
 
 
+def _key_kind(value: object) -> KeyType | None:
+    """The key type of a value usable as a key (a string, an int64), else None."""
+    if type(value) is str:
+        return "str"
+    if type(value) is int and INT64_MIN <= value <= INT64_MAX:
+        return "int"
+    return None
+
+
 def _as_key(value: object, fallback: str) -> RowKey:
     """The row's id when it can be a key at all, else the derived key (for error records)."""
-    if isinstance(value, str) or (type(value) is int and INT64_MIN <= value <= INT64_MAX):
-        return value
-    return fallback
+    return cast(RowKey, value) if _key_kind(value) else fallback
 
 
 def _is_text_type(dtype: pa.DataType) -> bool:
@@ -384,8 +391,7 @@ class Reader:
                     if id_field is not None:
                         value = _get(obj, id_field, id_parts)
                         has_id += value is not _MISSING
-                        if key_type is None and type(value) in (int, str):
-                            key_type = "int" if type(value) is int else "str"
+                        key_type = key_type or _key_kind(value)
                 if lines == SNIFF_LINES:
                     break
         if lines == 0:

@@ -7,6 +7,7 @@ decision is a table test. The one retry loop lives in :mod:`batch_embed.submitte
 
 from __future__ import annotations
 
+import datetime
 import enum
 import math
 import random
@@ -117,7 +118,8 @@ def parse_retry_after(
         except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when.tzinfo is None:
-            return None
+            # asctime dates and "-0000" carry no zone; every HTTP-date is GMT (RFC 9110 5.6.7)
+            when = when.replace(tzinfo=datetime.UTC)
         seconds = when.timestamp() - now
     if math.isnan(seconds):
         return None

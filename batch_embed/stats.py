@@ -45,6 +45,8 @@ class RunStats:
     throttled_reads: int = 0
     retries: int = 0
     jobs_finished: int = 0
+    rows_received: int = 0
+    """Rows whose vector reached the writer (committed or still in its buffer)."""
     in_flight: int = 0
     truncated: int = 0
     errors_by_kind: Counter[str] = field(default_factory=Counter)

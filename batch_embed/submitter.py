@@ -113,6 +113,7 @@ class Submitter:
                         return
                 await self._sleep(delay)
                 continue
+            self._limiter.accepted()
             self._journal.record_submitted(job.digest, handle.request_id, handle.submitted_at)
             self._stats.submits_accepted += 1
             job.handle = handle

@@ -51,11 +51,8 @@ SETTINGS: dict[str, Mapping[str, Any]] = {
         **BSS,
     },
     "lz4 + byte_stream_split": {"compression": "lz4", **NO_DICT, **BSS},
-    "none, no dictionary, stats on id (+ data page v2)": {
-        **PARQUET_OPTIONS,
-        "compression": "none",
-        "data_page_version": "2.0",
-    },
+    "none, no dictionary, stats on id": {**PARQUET_OPTIONS, "compression": "none"},
+    "chosen + data page v2": {**PARQUET_OPTIONS, "data_page_version": "2.0"},
     "CHOSEN: writer.PARQUET_OPTIONS": PARQUET_OPTIONS,
 }
 

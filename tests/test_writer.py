@@ -10,12 +10,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 import numpy as np
 import numpy.typing as npt
-import psutil
+import psutil  # type: ignore[import-untyped]
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -48,11 +50,11 @@ def vectors(n: int, dim: int = MODEL.dim, seed: int = 0) -> npt.NDArray[np.float
 
 
 def write_rows(
-    parts_dir: Path, keys: list[RowKey], vecs: npt.NDArray[np.float32], **kwargs: object
+    parts_dir: Path, keys: Sequence[RowKey], vecs: npt.NDArray[np.float32], **kwargs: object
 ) -> list[CommittedPart]:
     """Write rows through a fresh PartWriter and return every committed part."""
     committed: list[CommittedPart] = []
-    key_type = "int" if isinstance(keys[0], int) else "str"
+    key_type: Literal["int", "str"] = "int" if isinstance(keys[0], int) else "str"
     with PartWriter(
         parts_dir,
         model=ModelSpec(slug=MODEL.slug, dim=vecs.shape[1]),
@@ -147,7 +149,7 @@ def test_bad_rows_are_refused_alone(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shape"):
         writer.add(2, "h", np.float32(1.0))  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        writer.add(2, "h", np.array(["x"] * MODEL.dim))  # type: ignore[arg-type]
+        writer.add(2, "h", np.array(["x"] * MODEL.dim))
     assert writer.pending == 1
     writer.close()
     assert read_output(tmp_path).column("id").to_pylist() == [1]
@@ -170,6 +172,24 @@ def test_commit_empty_close_idempotent_and_closed_writer_refuses(tmp_path: Path)
         writer.add(2, "h", vectors(1)[0])
     with pytest.raises(ValueError, match="closed"):
         writer.commit()
+
+
+def test_an_exception_leaving_the_block_discards_the_buffer(tmp_path: Path) -> None:
+    seen: list[CommittedPart] = []
+    with (
+        pytest.raises(KeyError),
+        PartWriter(tmp_path, model=MODEL, key_type="int", on_commit=seen.append) as writer,
+    ):
+        writer.add(1, "h", vectors(1)[0])
+        assert writer.commit() is not None
+        writer.add(2, "h", vectors(1)[0])
+        raise KeyError("the journal failed")
+    assert writer.pending == 0
+    assert [p.keys for p in seen] == [[1]]
+    assert read_output(tmp_path).column("id").to_pylist() == [1]
+    with pytest.raises(ValueError, match="closed"):
+        writer.add(3, "h", vectors(1)[0])
+    writer.close()  # still idempotent
 
 
 def test_close_without_rows_leaves_an_empty_output_with_the_schema(tmp_path: Path) -> None:
@@ -215,9 +235,8 @@ def test_stray_tmp_is_removed_on_open_and_ignored_by_readers(tmp_path: Path) -> 
     unrelated.write_bytes(b"not ours")
     # Readers ignore the dot file while it is there ...
     assert read_output(tmp_path).num_rows == 2
-    assert duckdb.sql(f"select count(*) from read_parquet('{tmp_path}/*.parquet')").fetchall() == [
-        (2,)
-    ]
+    count = duckdb.sql(f"select count(*) from read_parquet('{tmp_path}/*.parquet')")
+    assert count is not None and count.fetchall() == [(2,)]
     # ... and the next writer removes it, leaving other files alone.
     writer = PartWriter(tmp_path, model=MODEL, key_type="int")
     assert not stray.exists()
@@ -241,7 +260,7 @@ def test_failed_rename_leaves_no_part_and_rows_pending(
     def broken_replace(src: object, dst: object) -> None:
         raise OSError("disk gone")
 
-    monkeypatch.setattr(writer_module.os, "replace", broken_replace)
+    monkeypatch.setattr("batch_embed.writer.os.replace", broken_replace)
     with pytest.raises(OSError, match="disk gone"):
         writer.add(2, "h", vecs[1])  # fills the buffer, so commits
     assert part_names(tmp_path) == []  # no final name, no tmp left behind
@@ -270,7 +289,7 @@ def test_failed_fsync_leaves_no_part(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def broken_fsync(fd: int) -> None:
         raise OSError("io error")
 
-    monkeypatch.setattr(writer_module.os, "fsync", broken_fsync)
+    monkeypatch.setattr("batch_embed.writer.os.fsync", broken_fsync)
     with pytest.raises(OSError, match="io error"):
         writer.commit()
     assert part_names(tmp_path) == []
@@ -291,7 +310,7 @@ def test_a_part_is_complete_before_it_gets_its_final_name(
         checked.append(dst.name)
         real_replace(src, dst)
 
-    monkeypatch.setattr(writer_module.os, "replace", checking_replace)
+    monkeypatch.setattr("batch_embed.writer.os.replace", checking_replace)
     write_rows(tmp_path, list(range(10)), vectors(10), rows_per_part=5)
     assert checked == ["part-000000.parquet", "part-000001.parquet"]
 
@@ -405,7 +424,7 @@ def test_failed_finalize_keeps_parts_and_old_file(
     def broken_replace(src: object, dst: object) -> None:
         raise OSError("disk gone")
 
-    monkeypatch.setattr(writer_module.os, "replace", broken_replace)
+    monkeypatch.setattr("batch_embed.writer.os.replace", broken_replace)
     with pytest.raises(OSError, match="disk gone"):
         finalize_single_file(staging, final)
     assert final.read_bytes() == before
@@ -446,6 +465,7 @@ def test_pyarrow_dataset_and_duckdb_read_both_layouts(tmp_path: Path) -> None:
         assert sorted(dataset.to_table().column("id").to_pylist()) == keys
 
         rel = duckdb.sql(f"select * from read_parquet('{glob}') order by id")
+        assert rel is not None
         assert rel.columns == ["id", "embedding", "text_sha256"]
         assert [str(t) for t in rel.types] == ["BIGINT", "FLOAT[]", "VARCHAR"]
         rows = rel.fetchall()
@@ -491,8 +511,8 @@ def test_commit_fsyncs_the_file_before_the_rename_and_the_directory_after(
         events.append("replace")
         real_replace(src, dst)
 
-    monkeypatch.setattr(writer_module.os, "fsync", logging_fsync)
-    monkeypatch.setattr(writer_module.os, "replace", logging_replace)
+    monkeypatch.setattr("batch_embed.writer.os.fsync", logging_fsync)
+    monkeypatch.setattr("batch_embed.writer.os.replace", logging_replace)
     writer = PartWriter(tmp_path / "parts", model=MODEL, key_type="int")
     writer.add(1, "h", vectors(1)[0])
     writer.commit()

@@ -71,10 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m batch_embed.emulator",
         description=(
-            "A local emulator of Segmind's v2 async queue API for embedding models "
-            "(submit, poll, fetch; v1 sync; credits), with switches for the faults a "
-            "client must survive. Probabilities are in [0, 1]; ranges are LO-HI seconds "
-            "(uniform) or one number; limits are N/s, N/min or N/h."
+            "A local emulator of Segmind's v2 async queue API for embedding models\n"
+            "(submit, poll, fetch; v1 sync; credits), with switches for the faults a client\n"
+            "must survive. Probabilities are in [0, 1]; ranges are LO-HI seconds (uniform)\n"
+            "or one number; limits are N/s, N/min or N/h (a sliding window)."
         ),
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=defaults.retry_after_date_rate,
         metavar="P",
-        help="probability a Retry-After is an HTTP-date, not seconds, e.g. 0.3 (default: 0)",
+        help="probability a Retry-After is an HTTP-date, not seconds, e.g. 0.3 "
+        "(default: %(default)s)",
     )
     add(
         "--error-rate",

@@ -120,7 +120,7 @@ class EmulatorConfig:
     """Sliding-window limit on every API request together (credits check included)."""
     retry_after_rate: float = 0.5
     """Probability that a 429 carries ``Retry-After``."""
-    retry_after_date_rate: float = 0.0
+    retry_after_date_rate: float = 0.1
     """Probability that a sent ``Retry-After`` is an HTTP-date instead of seconds."""
     error_rate: float = 0.0
     """Probability of a random 500/502/504 answer, on any API endpoint."""

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from .limits import retry_after_seconds
 
-DROPPED_KEY = "emulator_dropped"
+DROPPED_KEY = web.RequestKey("batch_embed_emulator_dropped", bool)
 """Request key set when the connection was dropped instead of answered."""
 
 _JSON_HEADERS = {"Content-Type": "application/json"}

@@ -1,0 +1,195 @@
+"""End-to-end runs of the pipeline against the emulator on loopback, read back with pyarrow."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import duckdb
+import pyarrow.dataset as ds
+import pytest
+
+from batch_embed import ConfigError, JournalLocked, Outcome, RunConfig, embed
+from batch_embed.emulator import Emulator, EmulatorConfig
+from batch_embed.journal import Journal
+from batch_embed.layout import layout_for
+from tests.pipeline_fixtures import (
+    FAST,
+    assert_vectors,
+    corpus,
+    error_rows,
+    output_rows,
+    write_jsonl,
+    write_parquet,
+)
+
+KEY = "sk-test-pipeline-0123456789"
+
+
+def config(url: str, inputs: list[Path], output: Path, **overrides: object) -> RunConfig:
+    settings: dict[str, object] = {
+        "inputs": tuple(str(p) for p in inputs), "output": output, "base_url": url,
+        "api_key": KEY, "id_field": "id", "rpm": 6000.0, "read_rate": 400.0,
+        "retention": 60.0, "retention_margin": 5.0,
+    }
+    settings.update(overrides)
+    return RunConfig(**settings)  # type: ignore[arg-type]
+
+
+async def test_jsonl_and_parquet_every_row_once_with_its_own_vector(tmp_path: Path) -> None:
+    a = corpus(150, distinct=120)
+    b = [{"id": r["id"] + 1000, "text": r["text"]} for r in corpus(80, start=100)]
+    inputs = [write_jsonl(tmp_path / "a.jsonl", a), write_parquet(tmp_path / "b.parquet", b)]
+    texts = {r["id"]: r["text"] for r in a + b}
+    async with Emulator(EmulatorConfig(latency=FAST, seed=1)) as emu:
+        result = await embed(config(emu.url, inputs, tmp_path / "out.parquet"))
+        stats = emu.stats()
+    assert result.outcome is Outcome.COMPLETED
+    rows = output_rows(result.layout)
+    assert set(rows) == set(texts)
+    assert_vectors(rows, texts)
+    distinct = len(set(texts.values()))
+    assert result.stats.distinct_texts == distinct
+    assert stats["submits_accepted"] == distinct
+    assert stats["max_submits_per_text"] == 1
+    assert result.stats.rows_read == 230 and not result.stats.unbalanced
+    assert error_rows(result.layout) == {}
+    table = ds.dataset(result.layout.output).to_table()
+    assert str(table.schema.field("embedding").type) == "fixed_size_list<element: float>[3072]"
+    assert table.schema.field("id").type == "int64"
+    count = duckdb.sql(f"select count(*) from read_parquet('{result.layout.output}')").fetchall()
+    assert count == [(230,)]
+
+
+async def test_directory_output_reads_as_one_table(tmp_path: Path) -> None:
+    rows = corpus(60)
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    async with Emulator(EmulatorConfig(latency=FAST)) as emu:
+        result = await embed(config(emu.url, [source], tmp_path / "vectors", rows_per_part=16))
+    assert result.outcome is Outcome.COMPLETED
+    parts = sorted((tmp_path / "vectors").glob("part-*.parquet"))
+    assert len(parts) >= 4
+    assert ds.dataset(tmp_path / "vectors").count_rows() == 60
+    got = output_rows(result.layout)
+    assert_vectors(got, {r["id"]: r["text"] for r in rows})
+    glob = f"{tmp_path}/vectors/*.parquet"
+    assert duckdb.sql(f"select count(*) from read_parquet('{glob}')").fetchall() == [(60,)]
+
+
+async def test_bad_rows_become_error_rows_and_the_rest_is_embedded(tmp_path: Path) -> None:
+    good = corpus(20)
+    lines = [*good[:10], b"{not json", {"id": 50, "text": "   "}, {"id": 51, "text": 7},
+             {"id": 52, "text": "please [[blocked]]"}, {"id": 53, "text": "x [[bad-output:nan]]"},
+             {"id": 54}, *good[10:]]
+    source = write_jsonl(tmp_path / "in.jsonl", lines)
+    async with Emulator(EmulatorConfig(latency=FAST)) as emu:
+        result = await embed(config(emu.url, [source], tmp_path / "out.parquet"))
+    assert result.outcome is Outcome.ROWS_FAILED
+    assert set(output_rows(result.layout)) == {r["id"] for r in good}
+    errors = error_rows(result.layout)
+    assert errors[f"{source}:11"]["kind"] == "bad_input"
+    assert "line 11" in str(errors[f"{source}:11"]["message"])
+    assert errors[50]["kind"] == "bad_input" and errors[51]["kind"] == "bad_input"
+    assert errors[54]["kind"] == "bad_input" and errors[54]["field"] == "text"
+    assert errors[52]["kind"] == "failed" and errors[52]["http_status"] == 422
+    assert "blocked" in str(errors[52]["message"]).lower()
+    assert errors[52]["request_ids"]
+    assert errors[53]["kind"] == "bad_output"
+    ledger = result.stats.files[str(source)]
+    assert (ledger.read, ledger.embedded, ledger.failed) == (26, 20, 6)
+
+
+async def test_duplicate_id_with_other_text_is_an_error_same_text_is_skipped(
+    tmp_path: Path,
+) -> None:
+    lines = [{"id": 1, "text": "alpha"}, {"id": 2, "text": "beta"}, {"id": 1, "text": "alpha"},
+             {"id": 2, "text": "gamma"}]
+    source = write_jsonl(tmp_path / "in.jsonl", lines)
+    async with Emulator(EmulatorConfig(latency=FAST)) as emu:
+        result = await embed(config(emu.url, [source], tmp_path / "out.parquet"))
+    assert set(output_rows(result.layout)) == {1, 2}
+    errors = error_rows(result.layout)
+    assert list(errors) == [2] and errors[2]["kind"] == "duplicate_id"
+    assert errors[2]["location"] == "line 4"
+    assert result.stats.repeated_ids == 1 and result.stats.rows_skipped == 1
+
+
+async def test_duplicate_texts_far_apart_are_submitted_once_and_copied(tmp_path: Path) -> None:
+    rows = corpus(40) + [{"id": 100 + i, "text": r["text"]} for i, r in enumerate(corpus(40))]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    async with Emulator(EmulatorConfig(latency=FAST)) as emu:
+        # One job in flight at a time: the second half's texts are all already written.
+        result = await embed(config(emu.url, [source], tmp_path / "out.parquet",
+                                    max_in_flight=1, rows_per_part=8))
+        stats = emu.stats()
+    assert result.outcome is Outcome.COMPLETED
+    assert stats["submits_accepted"] == 40
+    got = output_rows(result.layout)
+    assert len(got) == 80
+    assert_vectors(got, {r["id"]: r["text"] for r in rows})
+
+
+async def test_a_limit_below_the_configured_rate_settles_with_few_429s(tmp_path: Path) -> None:
+    rows = corpus(240)
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    emulator = EmulatorConfig(latency=FAST, submit_limit="40/s", retry_after_rate=0.0)
+    async with Emulator(emulator) as emu:
+        result = await embed(config(emu.url, [source], tmp_path / "out.parquet",
+                                    rpm=80 * 60.0))
+        stats = emu.stats()
+    assert result.outcome is Outcome.COMPLETED
+    assert len(output_rows(result.layout)) == 240
+    throttled = result.stats.throttled_submits
+    assert throttled == stats["rate_limited"]["submit"]
+    # Over-asking by 2x: the controller backs off instead of storming.
+    assert throttled < 0.25 * 240, throttled
+
+
+async def test_rerun_skips_committed_rows_and_pays_nothing(tmp_path: Path) -> None:
+    rows = corpus(50)
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.parquet"
+    async with Emulator(EmulatorConfig(latency=FAST)) as emu:
+        first = await embed(config(emu.url, [source], out))
+        submits = emu.stats()["submits_accepted"]
+        write_jsonl(tmp_path / "in.jsonl", [*rows, *corpus(5, start=50, distinct=10**6)])
+        second = await embed(config(emu.url, [source], out))
+        assert emu.stats()["submits_accepted"] == submits + 5
+    assert first.outcome is Outcome.COMPLETED and second.outcome is Outcome.COMPLETED
+    assert second.stats.resumed_done == 50 and second.stats.rows_skipped == 50
+    got = output_rows(second.layout)
+    assert len(got) == 55
+    assert_vectors(got, {r["id"]: r["text"] for r in [*rows, *corpus(5, start=50, distinct=10**6)]})
+
+
+async def test_a_second_run_on_a_locked_output_refuses(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", corpus(3))
+    out = tmp_path / "out.parquet"
+    with Journal.open(layout_for(out).journal):
+        with pytest.raises(JournalLocked, match="in use"):
+            await embed(config("http://127.0.0.1:9", [source], out))
+
+
+async def test_a_different_model_on_the_same_output_is_refused(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", corpus(3))
+    out = tmp_path / "out.parquet"
+    async with Emulator(EmulatorConfig(latency=FAST)) as emu:
+        await embed(config(emu.url, [source], out))
+        with pytest.raises(ConfigError, match="model"):
+            await embed(config(emu.url, [source], out, model="text-embedding-3-small"))
+
+
+async def test_stop_event_ends_the_run_with_valid_output(tmp_path: Path) -> None:
+    rows = corpus(400)
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    stop = asyncio.Event()
+    async with Emulator(EmulatorConfig(latency=FAST)) as emu:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.5, stop.set)
+        result = await embed(config(emu.url, [source], tmp_path / "out.parquet", rpm=60 * 200.0,
+                                    grace_seconds=5.0), stop=stop)
+    assert result.outcome is Outcome.INTERRUPTED
+    got = output_rows(result.layout)
+    assert 0 < len(got) < 400
+    assert_vectors(got, {r["id"]: r["text"] for r in rows})
+    assert not result.stats.unbalanced

@@ -1,0 +1,160 @@
+"""Tests of the poll schedule: the latency quantile estimate converges, later polls back off."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+
+import pytest
+
+from batch_embed.poll_schedule import (
+    GROWTH,
+    MAX_DELAY,
+    MIN_DELAY,
+    QUANTILE,
+    LatencyEstimator,
+)
+
+
+def simulate(
+    estimator: LatencyEstimator, *, lo: float, hi: float, jobs: int, seed: int
+) -> tuple[list[bool], list[float]]:
+    """Poll each job once at first_delay(); return done-at-first-poll flags and estimates."""
+    rng = random.Random(seed)
+    done_flags, estimates = [], []
+    for _ in range(jobs):
+        latency = rng.uniform(lo, hi)
+        age = estimator.first_delay()
+        done = latency <= age
+        estimator.observe_first_poll(age, done)
+        done_flags.append(done)
+        estimates.append(estimator.estimate)
+    return done_flags, estimates
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("start", [1.0, 0.05, 5.0, MAX_DELAY])
+def test_converges_to_the_quantile_of_uniform_latency(seed: int, start: float) -> None:
+    lo, hi = 0.2, 1.0
+    target = lo + QUANTILE * (hi - lo)  # 0.936: the 92% quantile of uniform(0.2, 1.0)
+    estimator = LatencyEstimator(estimate=start)
+    done, estimates = simulate(estimator, lo=lo, hi=hi, jobs=2000, seed=seed)
+    settled_done = done[1000:]
+    share = sum(settled_done) / len(settled_done)
+    assert 0.88 <= share <= 0.96
+    assert statistics.fmean(estimates[1000:]) == pytest.approx(target, abs=0.05)
+    assert statistics.median(estimates[1000:]) == pytest.approx(target, abs=0.06)
+    assert estimator.observations == 2000
+
+
+@pytest.mark.parametrize("scale", [0.1, 1.0, 10.0])
+def test_adapts_at_any_time_scale(scale: float) -> None:
+    lo, hi = 0.2 * scale, 1.0 * scale
+    target = lo + QUANTILE * (hi - lo)
+    done, estimates = simulate(LatencyEstimator(), lo=lo, hi=hi, jobs=3000, seed=11)
+    share = sum(done[1500:]) / 1500
+    assert 0.88 <= share <= 0.96
+    assert statistics.fmean(estimates[1500:]) == pytest.approx(target, rel=0.06)
+
+
+def test_a_too_low_guess_is_corrected_within_a_few_dozen_jobs() -> None:
+    # too low costs polls: every miss raises the estimate by a third early on
+    estimator = LatencyEstimator(estimate=MIN_DELAY)
+    simulate(estimator, lo=0.2, hi=1.0, jobs=30, seed=3)
+    assert estimator.estimate > 0.5
+
+
+@pytest.mark.parametrize(("start", "jobs"), [(10.0, 250), (MAX_DELAY, 400)])
+def test_a_too_high_guess_comes_down_within_a_few_hundred_jobs(start: float, jobs: int) -> None:
+    # too high costs only waiting (every first poll finds the job done), and the 92% quantile
+    # comes down in small steps: a measured bound, so a slower schedule fails here
+    estimator = LatencyEstimator(estimate=start)
+    done, _ = simulate(estimator, lo=0.2, hi=1.0, jobs=jobs, seed=3)
+    assert estimator.estimate < 1.5
+    assert all(done[:60])
+
+
+def test_the_estimate_moves_the_right_way() -> None:
+    estimator = LatencyEstimator(estimate=1.0)
+    estimator.observe_first_poll(1.0, done=False)
+    up = estimator.estimate
+    assert up > 1.0
+    estimator.observe_first_poll(up, done=True)
+    assert estimator.estimate < up
+    # a miss moves it up far more than a hit moves it down: QUANTILE of jobs done balances them
+    after_hit = estimator.estimate
+    # (steps are relative to the estimate they start from)
+    ratio = (up - 1.0) / 1.0 / ((up - after_hit) / up)
+    assert ratio == pytest.approx(QUANTILE / (1 - QUANTILE))
+
+
+@pytest.mark.parametrize("age", [0.0, -1.0, -math.inf])
+def test_a_first_poll_at_no_age_teaches_nothing(age: float) -> None:
+    estimator = LatencyEstimator(estimate=0.7)
+    estimator.observe_first_poll(age, done=True)
+    estimator.observe_first_poll(age, done=False)
+    assert estimator.estimate == 0.7
+    assert estimator.observations == 0
+
+
+def test_the_estimate_stays_within_bounds_under_long_streaks() -> None:
+    estimator = LatencyEstimator()
+    for _ in range(5000):
+        estimator.observe_first_poll(estimator.first_delay(), done=False)
+    assert estimator.estimate == MAX_DELAY
+    assert estimator.first_delay() == MAX_DELAY
+    for _ in range(5000):
+        estimator.observe_first_poll(estimator.first_delay(), done=True)
+    assert estimator.estimate == MIN_DELAY
+    assert estimator.first_delay() == MIN_DELAY
+
+
+@pytest.mark.parametrize(
+    ("estimate", "delay"),
+    [(1.0, 1.0), (0.0, MIN_DELAY), (-3.0, MIN_DELAY), (1e9, MAX_DELAY), (math.inf, MAX_DELAY)],
+)
+def test_first_delay_is_clamped(estimate: float, delay: float) -> None:
+    assert LatencyEstimator(estimate=estimate).first_delay() == delay
+
+
+@pytest.mark.parametrize(
+    ("age", "delay"),
+    [
+        (0.0, MIN_DELAY),
+        (-5.0, MIN_DELAY),
+        (0.01, MIN_DELAY),
+        (1.0, GROWTH),
+        (10.0, 10.0 * GROWTH),
+        (MAX_DELAY / GROWTH, MAX_DELAY),
+        (1000.0, MAX_DELAY),
+        (math.inf, MAX_DELAY),
+    ],
+)
+def test_next_delay_table(age: float, delay: float) -> None:
+    assert LatencyEstimator.next_delay(age) == pytest.approx(delay)
+
+
+def test_next_delay_grows_and_is_capped() -> None:
+    ages = [0.05 * 1.3**i for i in range(60)]
+    delays = [LatencyEstimator.next_delay(a) for a in ages]
+    assert delays == sorted(delays)
+    assert delays[-1] == MAX_DELAY
+    assert all(MIN_DELAY <= d <= MAX_DELAY for d in delays)
+    assert len(set(delays)) > 20  # really grows, not a constant
+
+
+@pytest.mark.parametrize("latency", [1.5, 60.0, 600.0, 3600.0])
+def test_a_cold_start_costs_a_handful_of_polls(latency: float) -> None:
+    estimator = LatencyEstimator(estimate=0.9)
+    age = estimator.first_delay()
+    polls = 1
+    while age < latency:
+        age += estimator.next_delay(age)
+        polls += 1
+    # geometric growth (x1.6) to the cap, then one poll per MAX_DELAY
+    assert polls <= 12 + latency / MAX_DELAY
+    # the job is seen done no later than one (capped) poll interval after it finished
+    assert age - latency <= max(MAX_DELAY, latency * GROWTH)
+    if latency == 60.0:
+        assert polls <= 10  # "a cold start of a minute costs a handful of polls, not sixty"

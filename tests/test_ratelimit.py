@@ -1,0 +1,351 @@
+"""Tests of rate control: the pure RateController with an injected ``now``, and the
+AdaptiveLimiter with a fake clock and a recording sleep (plus one short real-time check)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from collections.abc import Callable
+
+import pytest
+
+from batch_embed import ratelimit
+from batch_embed.errors import ConfigError
+from batch_embed.ratelimit import (
+    BETA,
+    EPISODE_SECONDS,
+    RECOVERY_REQUESTS,
+    RECOVERY_SECONDS,
+    AdaptiveLimiter,
+    RateController,
+)
+
+# The share kept after a 429 that comes before anything was measured (BETA if the module
+# does not distinguish that case).
+BLIND = getattr(ratelimit, "BETA_BLIND", BETA)
+T0 = 100.0
+
+
+def recovery_time(top: float, *, measured: bool = False) -> float:
+    seconds = RECOVERY_SECONDS
+    if measured:
+        seconds = getattr(ratelimit, "MEASURED_RECOVERY_SECONDS", RECOVERY_SECONDS)
+    return max(seconds, RECOVERY_REQUESTS / top)
+
+
+def accept_steadily(ctl: RateController, *, rate: float, start: float, end: float) -> None:
+    """Record accepted requests at ``rate`` per second in (start, end), mid-slot."""
+    if not hasattr(ctl, "on_accepted"):
+        return
+    n = round((end - start) * rate)
+    for i in range(n):
+        ctl.on_accepted(start + (i + 0.5) / rate)
+
+
+# -- RateController -----------------------------------------------------------------------------
+
+
+def test_starts_at_max_rate_and_stays_there_without_429s() -> None:
+    ctl = RateController(max_rate=10.0)
+    assert ctl.rate == 10.0
+    for now in (0.0, T0, 1e6, -5.0):
+        assert ctl.current(now) == 10.0
+    assert ctl.hold_until == 0.0
+    assert ctl.episodes == 0 and ctl.throttled == 0
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, math.nan, math.inf, -math.inf])
+def test_max_rate_must_be_finite_and_positive(bad: float) -> None:
+    with pytest.raises(ConfigError, match="rate"):
+        RateController(max_rate=bad)
+
+
+def test_default_min_rate_is_a_hundredth_of_max_rate() -> None:
+    assert RateController(max_rate=50.0).min_rate == 0.5
+    assert RateController(max_rate=50.0, min_rate=-3.0).min_rate == 0.5
+    assert RateController(max_rate=50.0, min_rate=2.0).min_rate == 2.0
+
+
+def test_a_blind_429_cuts_once_per_episode() -> None:
+    ctl = RateController(max_rate=10.0)
+    ctl.on_throttled(T0, None)
+    cut = 10.0 * BLIND
+    assert ctl.rate == pytest.approx(cut)
+    assert ctl.current(T0) == pytest.approx(cut)
+    # 429s of requests already in the air, within the episode: no further cut
+    for dt in (0.0, 0.1, 0.5, EPISODE_SECONDS * 0.99):
+        ctl.on_throttled(T0 + dt, None)
+        assert ctl.episodes == 1
+    assert ctl.throttled == 5
+    assert ctl.current(T0 + 0.01) < 10.0 * BLIND * 1.01
+
+
+def test_a_429_at_full_measured_rate_cuts_to_beta() -> None:
+    ctl = RateController(max_rate=10.0)
+    # The server accepted everything we sent (20/s measured >= 10/s sent): no better estimate.
+    accept_steadily(ctl, rate=20.0, start=T0 - 2.0, end=T0)
+    ctl.on_throttled(T0, None)
+    assert ctl.rate == pytest.approx(10.0 * BETA)
+    assert ctl.episodes == 1
+    for dt in (0.2, 0.9):
+        ctl.on_throttled(T0 + dt, None)
+    assert ctl.episodes == 1
+    assert ctl.current(T0) == pytest.approx(10.0 * BETA)
+
+
+def test_a_new_episode_after_episode_seconds_cuts_again() -> None:
+    ctl = RateController(max_rate=10.0)
+    ctl.on_throttled(T0, None)
+    first = ctl.rate
+    later = T0 + max(EPISODE_SECONDS, 2.0 / first)
+    hit = ctl.current(later)
+    ctl.on_throttled(later, None)
+    assert ctl.episodes == 2
+    assert ctl.rate == pytest.approx(hit * BLIND)
+    assert ctl.rate < first
+
+
+def test_retry_after_sets_hold_until_and_never_shortens_it() -> None:
+    ctl = RateController(max_rate=10.0)
+    ctl.on_throttled(T0, 3.0)
+    assert ctl.hold_until == T0 + 3.0
+    ctl.on_throttled(T0 + 1.0, 1.0)  # would end earlier: ignored
+    assert ctl.hold_until == T0 + 3.0
+    ctl.on_throttled(T0 + 1.5, None)
+    assert ctl.hold_until == T0 + 3.0
+    ctl.on_throttled(T0 + 2.0, 5.0)
+    assert ctl.hold_until == T0 + 7.0
+    ctl.on_throttled(T0 + 2.0, 0.0)
+    assert ctl.hold_until == T0 + 7.0
+    assert ctl.throttled == 5
+
+
+@pytest.mark.parametrize("max_rate", [10.0, 1.0, 0.5])
+def test_recovers_to_the_pre_429_rate_after_the_recovery_time(max_rate: float) -> None:
+    ctl = RateController(max_rate=max_rate)
+    ctl.on_throttled(T0, None)
+    k = recovery_time(max_rate)
+    rates = [ctl.current(T0 + k * i / 20) for i in range(21)]
+    assert rates == sorted(rates)  # monotone growth
+    assert rates[0] == pytest.approx(max_rate * BLIND)
+    assert rates[10] < max_rate
+    assert ctl.current(T0 + k) == pytest.approx(max_rate)
+    assert ctl.current(T0 + k + 100.0) == max_rate
+
+
+def test_probes_above_the_limit_rate_up_to_max_rate_and_never_beyond() -> None:
+    ctl = RateController(max_rate=10.0)
+    ctl.on_throttled(T0, None)
+    second = T0 + 2.0
+    top = ctl.current(second)  # the rate that hits the limit the second time
+    assert top < 10.0
+    ctl.on_throttled(second, None)
+    k = recovery_time(top)
+    assert ctl.current(second + k) == pytest.approx(top)
+    # a plateau around the limit, then faster probing beyond it
+    near = ctl.current(second + k + 0.5) - top
+    beyond = ctl.current(second + k + 3.0) - top
+    assert 0 < near < beyond
+    sweep = [ctl.current(second + k + i * 0.25) for i in range(400)]
+    assert sweep == sorted(sweep)
+    assert max(sweep) == 10.0
+    assert all(r <= 10.0 for r in sweep)
+    assert ctl.current(1e9) == 10.0
+
+
+def test_a_measured_limit_settles_just_under_it_then_probes_up() -> None:
+    if not hasattr(RateController, "on_accepted"):
+        pytest.skip("this RateController does not measure the accepted rate")
+    ctl = RateController(max_rate=10.0)
+    accept_steadily(ctl, rate=5.0, start=T0 - 2.0, end=T0)  # the server let 5/s through
+    assert ctl.accepted_rate(T0) == pytest.approx(5.0)
+    ctl.on_throttled(T0, None)
+    assert ctl.rate < 5.0
+    assert ctl.rate == pytest.approx(5.0 * ratelimit.MEASURED_SHARE)
+    k = recovery_time(5.0, measured=True)
+    assert ctl.current(T0 + k / 2) < 5.0
+    assert ctl.current(T0 + k) == pytest.approx(5.0)
+    assert 5.0 < ctl.current(T0 + 3 * k) <= 10.0
+    assert ctl.current(T0 + 1e6) == 10.0
+
+
+def test_accepted_rate_needs_a_full_window_of_history() -> None:
+    if not hasattr(RateController, "on_accepted"):
+        pytest.skip("this RateController does not measure the accepted rate")
+    ctl = RateController(max_rate=10.0)
+    assert ctl.accepted_rate(T0) is None
+    ctl.on_accepted(T0)
+    assert ctl.accepted_rate(T0 + 0.5) is None
+    for i in range(1, 8):
+        ctl.on_accepted(T0 + i * 0.25)
+    window = ratelimit.MEASURE_SECONDS
+    inside = sum(1 for i in range(8) if T0 + 2.0 - window < T0 + i * 0.25 <= T0 + 2.0)
+    assert ctl.accepted_rate(T0 + 2.0) == pytest.approx(inside / window)
+    assert ctl.accepted_rate(T0 + 10.0) == 0.0
+
+
+@pytest.mark.parametrize("min_rate", [None, 2.0])
+def test_min_rate_floor(min_rate: float | None) -> None:
+    ctl = RateController(max_rate=10.0) if min_rate is None else RateController(10.0, min_rate)
+    floor = 0.1 if min_rate is None else min_rate
+    now = T0
+    seen = []
+    for _ in range(200):
+        ctl.on_throttled(now, None)
+        seen.append(ctl.rate)
+        now += max(EPISODE_SECONDS, 2.0 / ctl.rate)  # the next 429 starts a new episode
+    assert ctl.episodes == 200
+    assert min(seen) >= floor
+    assert seen[-1] == pytest.approx(floor)
+    assert ctl.current(now) >= floor
+
+
+def test_time_going_backwards_does_not_raise_the_rate() -> None:
+    ctl = RateController(max_rate=10.0)
+    ctl.on_throttled(T0, None)
+    assert ctl.current(T0 - 50.0) == pytest.approx(10.0 * BLIND)
+
+
+# -- AdaptiveLimiter with a fake clock ----------------------------------------------------------
+
+
+class FakeTime:
+    """A clock and a sleep: sleeping records the request and moves the clock."""
+
+    def __init__(self, start: float = 1000.0, *, advance: bool = True) -> None:
+        self.now = start
+        self.advance = advance
+        self.sleeps: list[float] = []
+        self.on_sleep: Callable[[FakeTime], None] | None = None
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if self.advance:
+            self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep(self)
+        await asyncio.sleep(0)
+
+
+async def test_sequential_acquires_are_spaced_one_over_rate() -> None:
+    rate = 200.0
+    fake = FakeTime()
+    limiter = AdaptiveLimiter(RateController(rate), clock=fake, sleep=fake.sleep)
+    starts = []
+    for _ in range(20):
+        await limiter.acquire()
+        starts.append(fake.now)
+    assert limiter.acquired == 20
+    assert fake.sleeps == pytest.approx([1 / rate] * 19)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert gaps == pytest.approx([1 / rate] * 19)
+
+
+async def test_concurrent_acquires_reserve_consecutive_slots() -> None:
+    rate = 1000.0
+    fake = FakeTime(advance=False)
+    limiter = AdaptiveLimiter(RateController(rate), clock=fake, sleep=fake.sleep)
+    await asyncio.gather(*(limiter.acquire() for _ in range(20)))
+    assert limiter.acquired == 20
+    assert sorted(fake.sleeps) == pytest.approx([i / rate for i in range(1, 20)])
+
+
+async def test_an_idle_limiter_does_not_bank_a_burst() -> None:
+    fake = FakeTime()
+    limiter = AdaptiveLimiter(RateController(200.0), clock=fake, sleep=fake.sleep)
+    await limiter.acquire()
+    fake.now += 60.0  # a long idle spell
+    await limiter.acquire()
+    await limiter.acquire()
+    await limiter.acquire()
+    assert fake.sleeps == pytest.approx([1 / 200.0] * 2)
+
+
+async def test_spacing_widens_after_a_429() -> None:
+    rate = 200.0
+    fake = FakeTime()
+    ctl = RateController(rate)
+    limiter = AdaptiveLimiter(ctl, clock=fake, sleep=fake.sleep)
+    await limiter.acquire()
+    await limiter.acquire()
+    limiter.throttled(None)
+    assert ctl.episodes == 1
+    fake.sleeps.clear()
+    for _ in range(5):
+        await limiter.acquire()
+    cut = rate * BLIND
+    # slots reserved at the old rate are dropped: every later gap follows the cut rate
+    # (growing back slowly, never faster than max_rate)
+    assert len(fake.sleeps) >= 4
+    for gap in fake.sleeps:
+        assert 1 / rate < gap <= 1 / cut + 1e-12
+        assert gap == pytest.approx(1 / cut, rel=0.05)
+
+
+async def test_retry_after_holds_the_next_acquire() -> None:
+    fake = FakeTime()
+    ctl = RateController(200.0)
+    limiter = AdaptiveLimiter(ctl, clock=fake, sleep=fake.sleep)
+    await limiter.acquire()
+    limiter.throttled(2.0)
+    assert ctl.hold_until == pytest.approx(1002.0)
+    await limiter.acquire()
+    assert fake.now == pytest.approx(1002.0)
+    assert fake.sleeps == pytest.approx([2.0])
+    await limiter.acquire()  # after the hold, pacing resumes at the (cut) rate
+    assert len(fake.sleeps) == 2
+    assert 1 / 200.0 < fake.sleeps[-1] <= 1 / (200.0 * BLIND) + 1e-12
+
+
+async def test_a_hold_extended_during_the_wait_is_honoured() -> None:
+    fake = FakeTime()
+    ctl = RateController(200.0)
+    limiter = AdaptiveLimiter(ctl, clock=fake, sleep=fake.sleep)
+    ctl.on_throttled(fake.now, 1.0)
+
+    def extend_once(t: FakeTime) -> None:
+        t.on_sleep = None
+        ctl.on_throttled(t.now, 3.0)  # another 429 arrives while we wait
+
+    fake.on_sleep = extend_once
+    await limiter.acquire()
+    assert fake.now >= ctl.hold_until == pytest.approx(1004.0)
+    assert sum(fake.sleeps) == pytest.approx(4.0, abs=0.02)
+    assert limiter.acquired == 1
+
+
+async def test_the_limiter_reads_the_injected_clock_for_throttled() -> None:
+    fake = FakeTime(start=5000.0)
+    ctl = RateController(10.0)
+    limiter = AdaptiveLimiter(ctl, clock=fake, sleep=fake.sleep)
+    limiter.throttled(7.0)
+    assert ctl.hold_until == 5007.0
+
+
+async def test_real_time_20_acquires_at_100_per_second() -> None:
+    limiter = AdaptiveLimiter(RateController(100.0))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(20):
+        await limiter.acquire()
+    elapsed = loop.time() - started
+    assert 0.18 <= elapsed < 1.0
+    assert limiter.acquired == 20
+
+
+async def test_real_time_concurrent_acquires_respect_the_ceiling() -> None:
+    limiter = AdaptiveLimiter(RateController(100.0))
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire()
+        times.append(loop.time())
+
+    started = loop.time()
+    await asyncio.gather(*(one() for _ in range(20)))
+    assert times[-1] - started >= 0.18
