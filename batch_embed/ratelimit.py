@@ -43,7 +43,9 @@ RECOVERY_REQUESTS = 20.0
 EPISODE_SECONDS = 1.0
 """429s within this long after a reaction belong to the same episode."""
 MEASURE_SECONDS = 1.0
-"""Accepted requests are counted over this window to measure the server's real rate."""
+"""Accepted requests are counted over at least this window to measure the real rate."""
+MEASURE_REQUESTS = 20.0
+"""... and over a window long enough to hold about this many requests."""
 MEASURED_SHARE = 0.97
 """After an episode, aim this far under the measured accepted rate."""
 
@@ -90,16 +92,32 @@ class RateController:
         if self._first_accept is None:
             self._first_accept = now
         self._accepted.append(now)
-        while self._accepted and self._accepted[0] <= now - MEASURE_SECONDS:
+        self._forget(now)
+
+    @property
+    def measure_window(self) -> float:
+        """Seconds over which accepted requests are counted.
+
+        At least MEASURE_SECONDS, and long enough to hold about MEASURE_REQUESTS requests,
+        so a low rate (50/min) is measured over enough samples to mean something.
+        """
+        return max(MEASURE_SECONDS, MEASURE_REQUESTS / max(self.rate, self.min_rate))
+
+    def _forget(self, now: float) -> None:
+        horizon = now - self.measure_window
+        while self._accepted and self._accepted[0] < horizon:
             self._accepted.popleft()
 
     def accepted_rate(self, now: float) -> float | None:
-        """Requests/s accepted over the last MEASURE_SECONDS; None until that much history."""
-        if self._first_accept is None or now - self._first_accept < MEASURE_SECONDS:
+        """Requests/s the server accepted over the last window; None until a full window.
+
+        Counted per window (not from the spacing of the acceptances): a server that admits
+        N per window often admits them in a burst, and it is N per window that is its limit.
+        """
+        if self._first_accept is None or now - self._first_accept < self.measure_window:
             return None
-        while self._accepted and self._accepted[0] <= now - MEASURE_SECONDS:
-            self._accepted.popleft()
-        return len(self._accepted) / MEASURE_SECONDS
+        self._forget(now)
+        return len(self._accepted) / self.measure_window
 
     def on_throttled(self, now: float, retry_after: float | None) -> None:
         """Record a 429 at ``now``: pause for Retry-After, cut the rate once per episode."""

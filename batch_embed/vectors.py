@@ -29,17 +29,16 @@ def _candidate(output: Any) -> Any:
     if not isinstance(output, dict):
         return None
     data = output.get("data")
-    if isinstance(data, list) and data:
-        first = data[0]
-        if isinstance(first, dict):
-            return first.get("embedding")
-        if isinstance(first, list):
-            return first
+    first = data[0] if isinstance(data, list) and data else None
+    if isinstance(first, dict) and "embedding" in first:
+        return first["embedding"]
     if "embedding" in output:
         return output["embedding"]
     embeddings = output.get("embeddings")
     if isinstance(embeddings, list) and embeddings and isinstance(embeddings[0], list):
         return embeddings[0]
+    if isinstance(first, list):
+        return first
     return None
 
 
@@ -55,8 +54,13 @@ def parse_output(output: Any, *, dim: int, request_id: str | None = None) -> Vec
     if not isinstance(values, list) or not values:
         raise _bad("output has no embedding in any known shape", raw, request_id)
     try:
-        vector = np.asarray(values, dtype=np.float32)
-    except (TypeError, ValueError):
+        array = np.asarray(values)
+        # numpy would read "0.5" strings and true/false as numbers: only JSON numbers count
+        if array.dtype.kind not in "iufO":
+            raise TypeError(array.dtype)
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, rejected below
+            vector = array.astype(np.float32)
+    except (TypeError, ValueError, OverflowError):
         raise _bad("embedding holds non-numeric values", raw, request_id) from None
     if vector.ndim != 1:
         raise _bad(f"embedding has shape {vector.shape}, not a flat list", raw, request_id)
@@ -80,5 +84,8 @@ def _bad(reason: str, raw: Any, request_id: str | None) -> BadVector:
     if isinstance(raw, str | bytes):
         shown = excerpt(raw)
     else:
-        shown = excerpt(orjson.dumps(raw, default=str))
+        try:
+            shown = excerpt(orjson.dumps(raw, default=str))
+        except TypeError:  # e.g. an int beyond 64 bits
+            shown = excerpt(repr(raw))
     return BadVector(f"{reason}: {shown}", request_id=request_id, detail=reason, body_excerpt=shown)

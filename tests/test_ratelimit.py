@@ -84,7 +84,7 @@ def test_a_blind_429_cuts_once_per_episode() -> None:
 def test_a_429_at_full_measured_rate_cuts_to_beta() -> None:
     ctl = RateController(max_rate=10.0)
     # The server accepted everything we sent (20/s measured >= 10/s sent): no better estimate.
-    accept_steadily(ctl, rate=20.0, start=T0 - 2.0, end=T0)
+    accept_steadily(ctl, rate=20.0, start=T0 - 2 * ctl.measure_window, end=T0)
     ctl.on_throttled(T0, None)
     assert ctl.rate == pytest.approx(10.0 * BETA)
     assert ctl.episodes == 1
@@ -158,8 +158,9 @@ def test_a_measured_limit_settles_just_under_it_then_probes_up() -> None:
     if not hasattr(RateController, "on_accepted"):
         pytest.skip("this RateController does not measure the accepted rate")
     ctl = RateController(max_rate=10.0)
-    accept_steadily(ctl, rate=5.0, start=T0 - 2.0, end=T0)  # the server let 5/s through
-    assert ctl.accepted_rate(T0) == pytest.approx(5.0)
+    window = ctl.measure_window
+    accept_steadily(ctl, rate=5.0, start=T0 - 2 * window, end=T0)  # the server let 5/s through
+    assert ctl.accepted_rate(T0) == pytest.approx(5.0, rel=1 / (5.0 * window))
     ctl.on_throttled(T0, None)
     assert ctl.rate < 5.0
     assert ctl.rate == pytest.approx(5.0 * ratelimit.MEASURED_SHARE)
@@ -179,8 +180,8 @@ def test_accepted_rate_needs_a_full_window_of_history() -> None:
     assert ctl.accepted_rate(T0 + 0.5) is None
     for i in range(1, 8):
         ctl.on_accepted(T0 + i * 0.25)
-    window = ratelimit.MEASURE_SECONDS
-    inside = sum(1 for i in range(8) if T0 + 2.0 - window < T0 + i * 0.25 <= T0 + 2.0)
+    window = ctl.measure_window
+    inside = sum(1 for i in range(8) if T0 + 2.0 - window <= T0 + i * 0.25 <= T0 + 2.0)
     assert ctl.accepted_rate(T0 + 2.0) == pytest.approx(inside / window)
     assert ctl.accepted_rate(T0 + 10.0) == 0.0
 
