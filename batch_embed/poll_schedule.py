@@ -5,7 +5,8 @@ done: at the learned ``QUANTILE`` of the job latency, not at a fixed interval. O
 first poll of each job is an unbiased probe (later ones are conditioned on "not done
 yet"), so only it updates the estimate, by stochastic approximation of the quantile
 (Robbins-Monro): ``estimate += step * (QUANTILE - done)``, with a step proportional to the
-estimate itself, so it adapts at any time scale. A job not done at its first poll is polled
+estimate itself, so it adapts at any time scale; a probe far from the current estimate
+moves it only in the direction it is evidence for. A job not done at its first poll is polled
 again after a growing interval (``GROWTH`` times its age so far, capped), so a cold start
 of a minute costs a handful of polls, not sixty.
 """
@@ -20,6 +21,8 @@ LEARNING_RATE = 0.08
 """Size of one estimate step, relative to the estimate."""
 GROWTH = 0.6
 """A later poll waits this share of the job's age so far."""
+PROBE_TOLERANCE = 0.1
+"""How far from the estimate a probe may be and still count (read limits delay polls)."""
 MIN_DELAY = 0.05
 MAX_DELAY = 30.0
 
@@ -39,8 +42,18 @@ class LatencyEstimator:
         """Learn from a first poll sent ``age`` seconds after submit that found ``done``."""
         if age <= 0:
             return
+        # A probe only moves the estimate in the direction it is evidence for: "not done"
+        # at an age below the estimate, or "done" above it, says nothing we do not already
+        # believe. Without this, a burst of first polls sent together at a stale estimate
+        # would each push it the same way, compounding (e.g. to MAX_DELAY in one burst).
+        if done and age > self.estimate * (1.0 + PROBE_TOLERANCE):
+            return
+        if not done and age < self.estimate * (1.0 - PROBE_TOLERANCE):
+            return
         self.observations += 1
-        # Early on, move faster so a wrong initial guess is corrected within a few jobs.
+        # Early on, move faster. A guess that is too low is corrected within a few jobs (each
+        # miss is a full step up); one far too high comes down by ~3% a job (a quantile this
+        # high moves down in small steps), so the initial guess is a realistic 1 s.
         rate = LEARNING_RATE * (4.0 if self.observations < 20 else 1.0)
         target = QUANTILE - (1.0 if done else 0.0)
         base = max(self.estimate, MIN_DELAY)

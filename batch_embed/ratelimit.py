@@ -46,6 +46,8 @@ MEASURE_SECONDS = 1.0
 """Accepted requests are counted over at least this window to measure the real rate."""
 MEASURE_REQUESTS = 20.0
 """... and over a window long enough to hold about this many requests."""
+CEILING_BURST = 0.02
+"""The hard ceiling lets through at most this many seconds' worth of requests at once."""
 MEASURED_SHARE = 0.97
 """After an episode, aim this far under the measured accepted rate."""
 
@@ -153,8 +155,10 @@ class AdaptiveLimiter:
         self._clock = clock
         self._sleep = sleep
         self._next_slot = -math.inf
-        # The hard ceiling: one slot per 1/max_rate, no burst beyond a single request.
-        self._ceiling = AsyncLimiter(1, 1.0 / controller.max_rate)
+        # The hard ceiling at the configured rate, with a burst of at most CEILING_BURST
+        # seconds' worth (and at least one request), so timer jitter does not cost budget.
+        burst = max(1.0, controller.max_rate * CEILING_BURST)
+        self._ceiling = AsyncLimiter(burst, burst / controller.max_rate)
         self.acquired = 0
 
     def _now(self) -> float:
@@ -166,8 +170,14 @@ class AdaptiveLimiter:
         while True:
             now = self._now()
             episode = ctl.episodes
-            start = max(now, self._next_slot, ctl.hold_until)
-            self._next_slot = start + 1.0 / ctl.current(now)
+            interval = 1.0 / ctl.current(now)
+            # Behind the schedule by at most one slot (a sleep that woke late): keep the
+            # schedule, so wake-up jitter does not leak budget. Further behind (idle): start
+            # afresh, so idleness never banks a burst.
+            behind = now - self._next_slot
+            start = self._next_slot if 0.0 < behind <= interval else max(now, self._next_slot)
+            start = max(start, ctl.hold_until)
+            self._next_slot = start + interval
             if start > now:
                 await self._sleep(start - now)
             # A slot reserved before a 429 episode was paced at the old rate: reserve again.

@@ -1,0 +1,70 @@
+"""Client cost: texts/s and client CPU milliseconds per text, batch_embed against the SDK.
+
+The emulator runs in its own process with no limit and near-zero latency (0-0.01 s), so
+the client is the bottleneck. CPU is ``time.process_time()`` of this process (the client
+only: user + system, all threads), divided by the texts embedded. batch_embed's figure is
+end to end: reading, journal, submits, polls, fetches, vector parsing, Parquet writing.
+The SDK decodes the output the natural way (``json.loads`` of the output string, a list).
+A second batch_embed run under cProfile shows where its CPU goes (top 15, cumulative).
+
+    python benchmarks/client_cost.py [--texts 2000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import pstats
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _common import emulator, print_table, run_batch_embed, run_sdk, texts, verdict, write_results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--texts", type=int, default=2000)
+    parser.add_argument("--rpm", type=float, default=60 * 2000.0)
+    parser.add_argument("--read-rate", type=float, default=4000.0)
+    parser.add_argument("--sdk-threads", type=int, default=16)
+    parser.add_argument("--sdk-interval", type=float, default=0.01)
+    parser.add_argument("--quick", action="store_true", help="500 texts")
+    args = parser.parse_args()
+    if args.quick:
+        args.texts = 500
+    rows: list[dict[str, Any]] = []
+    with emulator("--latency", "0-0.01") as emu:
+        runs = [
+            run_batch_embed(emu, texts(args.texts, "cost"), rpm=args.rpm, read_rate=args.read_rate),
+            run_sdk(emu, texts(args.texts, "cost sdk"), threads=args.sdk_threads,
+                    interval=args.sdk_interval),
+        ]
+        with tempfile.TemporaryDirectory() as tmp:
+            prof = Path(tmp) / "be.prof"
+            run_batch_embed(emu, texts(args.texts, "cost prof"), rpm=args.rpm,
+                            read_rate=args.read_rate, profile=prof)
+            out = io.StringIO()
+            pstats.Stats(str(prof), stream=out).sort_stats("cumulative").print_stats(15)
+            profile_text = out.getvalue()
+    for run in runs:
+        fig = run.figures()
+        rows.append({k: fig[k] for k in ("client", "texts", "embedded", "lost", "wall_s",
+                                          "texts_per_s", "cpu_ms_per_text", "requests_per_text")})
+    print(f"no limit, latency 0-0.01 s; CPU = process time of the client process")
+    print_table(rows, list(rows[0]))
+    print("\nbatch_embed under cProfile, top 15 by cumulative time:")
+    print(profile_text[profile_text.find("ncalls") - 2:] if "ncalls" in profile_text else profile_text)
+    be, sdk = rows
+    targets = [{"target": "client CPU <= 0.5 ms per text (end to end)",
+                "value": f"{be['cpu_ms_per_text']} (SDK {sdk['cpu_ms_per_text']})",
+                "result": verdict(be["cpu_ms_per_text"] <= 0.5)}]
+    print_table(targets, ("target", "value", "result"))
+    write_results("client_cost", {"texts": args.texts, "latency": [0, 0.01], "rows": rows,
+                                  "profile_top15": profile_text, "targets": targets})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
