@@ -181,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the end-of-run summary as JSON",
     )
     run.add_argument("--quiet", "-q", action="store_true", help="no progress view")
+    # Advanced, hidden: the size of the committed parts (tests, tuning).
+    run.add_argument("--rows-per-part", type=_positive_int, default=None, help=argparse.SUPPRESS)
     sub.add_parser(
         "emulator", help="serve the built-in API emulator (see: emulator --help)", add_help=False
     )
@@ -220,6 +222,7 @@ async def _run(args: argparse.Namespace) -> int:
                 truncate=args.truncate,
                 fresh=args.fresh,
                 allow_insecure_http=args.allow_insecure_http,
+                **({"rows_per_part": args.rows_per_part} if args.rows_per_part else {}),
             )
             stop = asyncio.Event()
             _install_signals(stop)

@@ -108,6 +108,7 @@ CREATE TABLE IF NOT EXISTS texts(
     error_message TEXT,
     http_status INTEGER
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS superseded(key PRIMARY KEY NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -230,6 +231,8 @@ class Journal:
                         verdict = RowVerdict.NEW
                 if verdict in (RowVerdict.NEW, RowVerdict.CHANGED):
                     cur.execute(upsert, (key, digest, run, row.source, row.location))
+                if verdict is RowVerdict.CHANGED:
+                    cur.execute("INSERT OR IGNORE INTO superseded(key) VALUES(?)", (key,))
                 verdicts.append(verdict)
         return verdicts
 
@@ -251,6 +254,22 @@ class Journal:
         """Rows known from earlier runs that this run's input no longer has."""
         found = self._conn.execute("SELECT count(*) FROM rows WHERE run<?", (self.run,)).fetchone()
         return int(found[0])
+
+    def superseded(self) -> dict[RowKey, str]:
+        """Keys whose text changed since an earlier run wrote them: ``{key: current hash}``.
+
+        The output may still hold their old vector (under another hash); it must be dropped.
+        Kept across crashes until :meth:`clear_superseded` after the output is cleaned.
+        """
+        cur = self._conn.execute(
+            "SELECT s.key, r.hash FROM superseded s JOIN rows r ON r.key = s.key"
+        )
+        return {key: digest for key, digest in cur}
+
+    def clear_superseded(self) -> None:
+        """Forget the superseded keys once no output file holds their old vectors."""
+        with self._tx():
+            self._conn.execute("DELETE FROM superseded")
 
     # -- texts -----------------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ import contextlib
 import enum
 import time
 from dataclasses import dataclass
-from typing import TextIO
+from pathlib import Path
+from typing import BinaryIO, TextIO
 
 import numpy as np
 import pyarrow as pa
@@ -36,12 +37,20 @@ from .models import model_spec
 from .poller import Poller
 from .progress import Progress, estimate_rows
 from .ratelimit import AdaptiveLimiter, RateController
-from .reader import Reader, ReaderConfig, resolve_inputs
+from .reader import InputFile, Reader, ReaderConfig, resolve_inputs
 from .records import ErrorKind, ErrorRecord, Row, RowKey
 from .stats import RunStats
 from .submitter import Submitter
 from .vectors import Vector
-from .writer import CommittedPart, PartWriter, committed_parts, finalize_single_file
+from .writer import (
+    PARQUET_OPTIONS,
+    CommittedPart,
+    PartWriter,
+    _fsync_dir,
+    _write_atomically,
+    committed_parts,
+    finalize_single_file,
+)
 
 PERMANENT_FAILURES = frozenset(
     {ErrorKind.FAILED.value, ErrorKind.REJECTED.value, ErrorKind.BAD_OUTPUT.value}
@@ -136,6 +145,8 @@ class _Run:
         self.to_write: asyncio.Queue[tuple[Job, Vector]] = asyncio.Queue(maxsize=256)
         self.uncommitted: list[tuple[str, str]] = []
         self.abort_reason: str | None = None
+        self.read_all = False
+        """True once the producer routed every row of every input (vanished rows are known)."""
 
     # -- producer --------------------------------------------------------------------------
 
@@ -154,6 +165,7 @@ class _Run:
             for row, verdict in zip(rows, self.journal.admit_rows(rows), strict=True):
                 await self.route(row, verdict)
             await asyncio.sleep(0)
+        self.read_all = not self.stopping
 
     @property
     def stopping(self) -> bool:
@@ -182,6 +194,8 @@ class _Run:
                 )
             )
             return
+        if verdict is RowVerdict.CHANGED:
+            self.stats.changed_rows += 1
         waiting = WaitingRow(row.key, row.source, row.location)
         digest = row.text_hash
         job = self.by_digest.get(digest)
@@ -389,20 +403,29 @@ class _Run:
         for path in sources:
             if not needed:
                 break
-            hashes = pq.read_table(path, columns=["text_sha256"]).column("text_sha256")
-            mask = pc.is_in(hashes, value_set=pa.array(sorted(needed), type=pa.string()))
-            if not pc.any(mask).as_py():
-                continue
-            table = pq.read_table(path, columns=["text_sha256", "embedding"]).filter(mask)
-            digests = table.column("text_sha256").to_pylist()
-            flat = table.column("embedding").combine_chunks().flatten().to_numpy()
-            vectors = flat.reshape(len(digests), -1).astype(np.float32, copy=False)
-            for digest, vector in zip(digests, vectors, strict=True):
-                if digest not in needed:
-                    continue
-                needed.discard(digest)
-                for key, source, _ in wanted[digest]:
-                    await self.add_row(key, source, digest, vector)
+            # One row group at a time: memory stays flat however large the output file.
+            with pq.ParquetFile(path) as parquet:
+                for index in range(parquet.num_row_groups):
+                    if not needed:
+                        break
+                    hashes = parquet.read_row_group(index, columns=["text_sha256"]).column(
+                        "text_sha256"
+                    )
+                    value_set = pa.array(sorted(needed), type=pa.string())
+                    mask = pc.is_in(hashes, value_set=value_set)
+                    if not pc.any(mask).as_py():
+                        continue
+                    group = parquet.read_row_group(index, columns=["text_sha256", "embedding"])
+                    table = group.filter(mask)
+                    digests = table.column("text_sha256").to_pylist()
+                    flat = table.column("embedding").combine_chunks().flatten().to_numpy()
+                    vectors = flat.reshape(len(digests), -1).astype(np.float32, copy=False)
+                    for digest, vector in zip(digests, vectors, strict=True):
+                        if digest not in needed:
+                            continue
+                        needed.discard(digest)
+                        for key, source, _ in wanted[digest]:
+                            await self.add_row(key, source, digest, vector)
         for digest in needed:
             rows = [WaitingRow(k, s, loc) for k, s, loc in wanted[digest]]
             self.fail_rows(
@@ -413,6 +436,58 @@ class _Run:
                 None,
                 (),
             )
+
+
+def drop_superseded(layout: OutputLayout, superseded: dict[RowKey, str]) -> None:
+    """Remove from the output the old vectors of rows whose text changed since they were written.
+
+    A row is dropped when its id is superseded and its ``text_sha256`` is not the id's
+    current hash. Files are streamed row group by row group and rewritten atomically, only
+    when they hold such a row, so a crash leaves every file whole (and the journal keeps the
+    superseded keys until this has finished).
+    """
+    sources = committed_parts(layout.parts_dir) if layout.parts_dir.exists() else []
+    if layout.single_file and layout.output.exists():
+        sources.insert(0, layout.output)
+    keys = pa.array(list(superseded))
+    for path in sources:
+        with pq.ParquetFile(path) as parquet:
+            stale = False
+            for index in range(parquet.num_row_groups):
+                group = parquet.read_row_group(index, columns=["id", "text_sha256"])
+                if _stale_mask(group, keys, superseded) is not None:
+                    stale = True
+                    break
+            if not stale:
+                continue
+        rewrite_without_stale(path, keys, superseded)
+
+
+def _stale_mask(group: pa.Table, keys: pa.Array, superseded: dict[RowKey, str]) -> pa.Array | None:
+    """A mask of the rows of ``group`` to keep, or None when all of them are kept."""
+    candidates = pc.is_in(group.column("id"), value_set=keys.cast(group.schema.field("id").type))
+    if not pc.any(candidates).as_py():
+        return None
+    ids = group.column("id").to_pylist()
+    hashes = group.column("text_sha256").to_pylist()
+    keep = [superseded.get(key, digest) == digest for key, digest in zip(ids, hashes, strict=True)]
+    return None if all(keep) else pa.array(keep)
+
+
+def rewrite_without_stale(path: Path, keys: pa.Array, superseded: dict[RowKey, str]) -> None:
+    """Rewrite one output file without its stale rows (atomically, one row group at a time)."""
+    with pq.ParquetFile(path) as parquet:
+        schema = parquet.schema_arrow
+
+        def write(out: BinaryIO) -> None:
+            with pq.ParquetWriter(out, schema, **PARQUET_OPTIONS) as writer:
+                for index in range(parquet.num_row_groups):
+                    group = parquet.read_row_group(index)
+                    keep = _stale_mask(group, keys, superseded)
+                    writer.write_table(group if keep is None else group.filter(keep))
+
+        _write_atomically(path, write)
+    _fsync_dir(path.parent)
 
 
 def describe_abort(error: ApiError) -> str:
@@ -504,13 +579,33 @@ async def embed(
                             await view
             await run.resolve_pending()
             await asyncio.to_thread(writer.close)
+            if run.read_all:
+                stats.vanished_rows = journal.vanished_rows()
+            superseded = journal.superseded()
+            if superseded:
+                await asyncio.to_thread(drop_superseded, layout, superseded)
+                journal.clear_superseded()
         if layout.single_file:
             await asyncio.to_thread(finalize_single_file, layout.parts_dir, layout.output)
     for source, file_stats in reader.stats.items():
         stats.truncated += file_stats.truncated
         stats.ledger(source)
     stats.finished = time.monotonic()
-    return RunResult(result_outcome(stats, run, stop), stats, layout, run.abort_reason)
+    reason = run.abort_reason
+    if reason is not None:
+        reason = f"{reason}; {rows_left(stats, files)}"
+    return RunResult(result_outcome(stats, run, stop), stats, layout, reason)
+
+
+def rows_left(stats: RunStats, files: list[InputFile]) -> str:
+    """How many rows an aborted run leaves to embed (estimated for plain JSONL)."""
+    left = stats.errors_by_kind.get(ErrorKind.ABORTED.value, 0)
+    estimate = estimate_rows(files)
+    if estimate is None:
+        return f"{left} rows read were not embedded, plus the rows not read yet"
+    left += max(0, estimate - stats.rows_read)
+    exact = all(file.format == "parquet" for file in files)
+    return f"{'' if exact else 'about '}{left} rows are left to embed"
 
 
 async def drive(run: _Run, reader: Reader) -> None:

@@ -80,7 +80,8 @@ class Poller:
         assert job.handle is not None
         age = max(0.0, self._wall() - job.handle.submitted_at)
         delay = max(0.0, self.latency.first_delay() - age)
-        self._schedule(job, delay, fetch=False)
+        # Never let the first poll fall after the job's retention: it would only find a 404.
+        self._schedule(job, max(0.0, min(delay, self._remaining(job))), fetch=False)
 
     def _schedule(self, job: Job, delay: float, *, fetch: bool) -> None:
         heapq.heappush(self._heap, (self._clock() + delay, next(self._seq), job, fetch))
@@ -119,11 +120,10 @@ class Poller:
         finally:
             self._slots.release()
 
-    def _expiring(self, job: Job, delay: float) -> bool:
-        """True when the job's hour would end (minus the margin) before a poll after ``delay``."""
+    def _remaining(self, job: Job) -> float:
+        """Seconds until the job's retention (minus the margin) runs out; <= 0 when it has."""
         assert job.handle is not None
-        age = self._wall() - job.handle.submitted_at
-        return age + delay >= self._retention - self._margin
+        return self._retention - self._margin - (self._wall() - job.handle.submitted_at)
 
     async def _poll(self, job: Job) -> None:
         assert job.handle is not None
@@ -148,11 +148,7 @@ class Poller:
                 job, ErrorKind.FAILED, status.error or "job FAILED (no reason given)", 422
             )
         else:
-            delay = self.latency.next_delay(age)
-            if self._expiring(job, delay):
-                self._events.resubmit(job, Resubmit.EXPIRED)
-            else:
-                self._schedule(job, delay, fetch=False)
+            self._reschedule_or_expire(job, self.latency.next_delay(age), fetch=False)
 
     async def _fetch(self, job: Job) -> None:
         assert job.handle is not None
@@ -186,7 +182,7 @@ class Poller:
         elif isinstance(err, errors.NotFound):
             job.not_found += 1
             assert job.handle is not None
-            if self._expiring(job, 0.0):
+            if self._remaining(job) <= 0.0:
                 self._events.resubmit(job, Resubmit.EXPIRED)
             elif job.not_found > NOT_FOUND_RETRIES:
                 self._events.resubmit(job, Resubmit.NOT_FOUND)
@@ -214,7 +210,10 @@ class Poller:
                 )
 
     def _reschedule_or_expire(self, job: Job, delay: float, *, fetch: bool) -> None:
-        if self._expiring(job, delay):
+        """Try again after ``delay``, or last at the end of the job's retention; past it,
+        submit the text again (counted)."""
+        remaining = self._remaining(job)
+        if remaining <= 0.0:
             self._events.resubmit(job, Resubmit.EXPIRED)
         else:
-            self._schedule(job, delay, fetch=fetch)
+            self._schedule(job, min(delay, remaining), fetch=fetch)

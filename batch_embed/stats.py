@@ -33,6 +33,10 @@ class RunStats:
     """Rows repeating an id with the same text (skipped)."""
     resumed_done: int = 0
     """Rows an earlier run already committed (skipped)."""
+    changed_rows: int = 0
+    """Rows whose id an earlier run saw with another text (embedded again)."""
+    vanished_rows: int = 0
+    """Rows an earlier run saw that this run's input no longer has (their output rows stay)."""
     submits: int = 0
     """Submit requests sent that may have been billed (the paid calls)."""
     submits_accepted: int = 0
@@ -97,6 +101,8 @@ class RunStats:
             "duplicate_rows": self.duplicate_rows,
             "repeated_ids": self.repeated_ids,
             "resumed_done": self.resumed_done,
+            "changed_rows": self.changed_rows,
+            "vanished_rows": self.vanished_rows,
             "submits": self.submits,
             "possibly_billed_twice": self.possibly_billed_twice,
             "resubmits": dict(self.resubmits),
@@ -137,6 +143,12 @@ class RunStats:
             + (f", re-attached {self.reattached}" if self.reattached else ""),
             f"wall {d['wall_seconds']} s, {d['rows_per_second']} rows/s",
         ]
+        if self.changed_rows or self.vanished_rows:
+            lines.append(
+                f"input changed since the last run: {self.changed_rows} rows with a new text "
+                f"(embedded again), {self.vanished_rows} rows no longer in the input "
+                "(kept in the output)"
+            )
         if self.errors_by_kind:
             kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.errors_by_kind.items()))
             lines.append(f"errors by kind: {kinds}")

@@ -80,11 +80,18 @@ def main() -> int:
 
     def record(scenario: str, run: Any, ideal_rpt: float, extra: dict[str, Any]) -> None:
         fig = run.figures()
-        used = fig["requests"] / run.wall / limit if scenario.startswith("shared") else (
-            run.server["submits_accepted"] / run.wall / limit
+        used = (
+            fig["requests"] / run.wall / limit
+            if scenario.startswith("shared")
+            else (run.server["submits_accepted"] / run.wall / limit)
         )
         ideal = fig["embedded"] * ideal_rpt / limit
-        row = {"scenario": scenario, **fig, "ideal_s": round(ideal, 2), "limit_used": round(used, 3)}
+        row = {
+            "scenario": scenario,
+            **fig,
+            "ideal_s": round(ideal, 2),
+            "limit_used": round(used, 3),
+        }
         row.update(extra)
         rows.append(row)
         raw.append({**row, "client_stats": run.client})
@@ -101,8 +108,11 @@ def main() -> int:
                 f"shared {limit}/s",
                 run,
                 IDEAL_REQUESTS_PER_TEXT,
-                {"client": f"batch_embed {s:g}:{r:g}", "rpm": round(rpm, 1),
-                 "read_rate": round(read_rate, 1)},
+                {
+                    "client": f"batch_embed {s:g}:{r:g}",
+                    "rpm": round(rpm, 1),
+                    "read_rate": round(read_rate, 1),
+                },
             )
         for n in threads:
             count = args.sdk_texts or min(args.texts, 25 * n)
@@ -128,7 +138,11 @@ def main() -> int:
     print_table(rows, COLUMNS)
 
     best = max(
-        (r for r in rows if r["client"].startswith("batch_embed") and r["scenario"].startswith("shared")),
+        (
+            r
+            for r in rows
+            if r["client"].startswith("batch_embed") and r["scenario"].startswith("shared")
+        ),
         key=lambda r: r["limit_used"],
     )
     targets = [
@@ -148,7 +162,9 @@ def main() -> int:
             "result": verdict(best["share_429"] < 0.01),
         },
     ]
-    sub = next(r for r in rows if r["client"] == "batch_embed" and r["scenario"].startswith("submits"))
+    sub = next(
+        r for r in rows if r["client"] == "batch_embed" and r["scenario"].startswith("submits")
+    )
     targets.append(
         {
             "target": "submits-only limit: >= 97% of the limit used, < 1% 429s",
@@ -160,8 +176,13 @@ def main() -> int:
     print_table(targets, ("target", "value", "result"))
     write_results(
         "budget",
-        {"texts": args.texts, "limit_per_s": limit, "latency": [0.2, 1.0], "rows": raw,
-         "targets": targets},
+        {
+            "texts": args.texts,
+            "limit_per_s": limit,
+            "latency": [0.2, 1.0],
+            "rows": raw,
+            "targets": targets,
+        },
     )
     return 0
 

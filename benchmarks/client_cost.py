@@ -38,31 +38,69 @@ def main() -> int:
     with emulator("--latency", "0-0.01") as emu:
         runs = [
             run_batch_embed(emu, texts(args.texts, "cost"), rpm=args.rpm, read_rate=args.read_rate),
-            run_sdk(emu, texts(args.texts, "cost sdk"), threads=args.sdk_threads,
-                    interval=args.sdk_interval),
+            run_sdk(
+                emu,
+                texts(args.texts, "cost sdk"),
+                threads=args.sdk_threads,
+                interval=args.sdk_interval,
+            ),
         ]
         with tempfile.TemporaryDirectory() as tmp:
             prof = Path(tmp) / "be.prof"
-            run_batch_embed(emu, texts(args.texts, "cost prof"), rpm=args.rpm,
-                            read_rate=args.read_rate, profile=prof)
+            run_batch_embed(
+                emu,
+                texts(args.texts, "cost prof"),
+                rpm=args.rpm,
+                read_rate=args.read_rate,
+                profile=prof,
+            )
             out = io.StringIO()
             pstats.Stats(str(prof), stream=out).sort_stats("cumulative").print_stats(15)
             profile_text = out.getvalue()
     for run in runs:
         fig = run.figures()
-        rows.append({k: fig[k] for k in ("client", "texts", "embedded", "lost", "wall_s",
-                                          "texts_per_s", "cpu_ms_per_text", "requests_per_text")})
-    print(f"no limit, latency 0-0.01 s; CPU = process time of the client process")
+        rows.append(
+            {
+                k: fig[k]
+                for k in (
+                    "client",
+                    "texts",
+                    "embedded",
+                    "lost",
+                    "wall_s",
+                    "texts_per_s",
+                    "cpu_ms_per_text",
+                    "requests_per_text",
+                )
+            }
+        )
+    print("no limit, latency 0-0.01 s; CPU = process time of the client process")
     print_table(rows, list(rows[0]))
     print("\nbatch_embed under cProfile, top 15 by cumulative time:")
-    print(profile_text[profile_text.find("ncalls") - 2:] if "ncalls" in profile_text else profile_text)
+    print(
+        profile_text[profile_text.find("ncalls") - 2 :]
+        if "ncalls" in profile_text
+        else profile_text
+    )
     be, sdk = rows
-    targets = [{"target": "client CPU <= 0.5 ms per text (end to end)",
-                "value": f"{be['cpu_ms_per_text']} (SDK {sdk['cpu_ms_per_text']})",
-                "result": verdict(be["cpu_ms_per_text"] <= 0.5)}]
+    targets = [
+        {
+            "target": "client CPU <= 0.5 ms per text (end to end)",
+            "value": f"{be['cpu_ms_per_text']} (SDK {sdk['cpu_ms_per_text']})",
+            "result": verdict(be["cpu_ms_per_text"] <= 0.5),
+        }
+    ]
     print_table(targets, ("target", "value", "result"))
-    write_results("client_cost", {"texts": args.texts, "latency": [0, 0.01], "rows": rows,
-                                  "profile_top15": profile_text, "targets": targets})
+    write_results(
+        "client_cost",
+        {
+            "texts": args.texts,
+            "latency": [0, 0.01],
+            "rows": rows,
+            "profile_top15": profile_text,
+            "targets": targets,
+        },
+    )
     return 0
 
 

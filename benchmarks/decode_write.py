@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 import orjson
-
 from _common import print_table, write_results
+
 from batch_embed.models import model_spec
 from batch_embed.vectors import parse_output
 from batch_embed.writer import PartWriter
@@ -31,12 +31,20 @@ def body(dim: int, seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
     vector = rng.standard_normal(dim)
     vector /= np.linalg.norm(vector)
-    output = {"object": "list", "data": [{"object": "embedding", "index": 0,
-              "embedding": [float(x) for x in vector]}],
-              "model": "text-embedding-3-large", "usage": {"prompt_tokens": 9, "total_tokens": 9}}
-    return json.dumps({"status": "COMPLETED", "request_id": "0" * 32,
-                       "output": json.dumps(output),
-                       "metrics": {"inference_time": 0.42}}).encode()
+    output = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [float(x) for x in vector]}],
+        "model": "text-embedding-3-large",
+        "usage": {"prompt_tokens": 9, "total_tokens": 9},
+    }
+    return json.dumps(
+        {
+            "status": "COMPLETED",
+            "request_id": "0" * 32,
+            "output": json.dumps(output),
+            "metrics": {"inference_time": 0.42},
+        }
+    ).encode()
 
 
 def timed(n: int, fn: Any) -> float:
@@ -65,11 +73,15 @@ def main() -> int:
         list(json.loads(json.loads(raw)["output"])["data"][0]["embedding"])
 
     rows = []
-    for name, fn in (("batch_embed parse (orjson + parse_output)", ours),
-                     ("SDK way (json.loads x2 + list)", sdk)):
+    for name, fn in (
+        ("batch_embed parse (orjson + parse_output)", ours),
+        ("SDK way (json.loads x2 + list)", sdk),
+    ):
         fn()
         rate = timed(args.vectors, fn)
-        rows.append({"stage": name, "vectors_per_s": round(rate), "us_per_vector": round(1e6 / rate, 1)})
+        rows.append(
+            {"stage": name, "vectors_per_s": round(rate), "us_per_vector": round(1e6 / rate, 1)}
+        )
 
     vectors = np.random.default_rng(1).standard_normal((4096, spec.dim)).astype(np.float32)
     hashes = [f"{i:064x}" for i in range(4096)]
@@ -79,9 +91,13 @@ def main() -> int:
             for i in range(args.rows):
                 writer.add(i, hashes[i % 4096], vectors[i % 4096])
         elapsed = time.perf_counter() - start
-    rows.append({"stage": "PartWriter add + commit (4096-row parts, fsync)",
-                 "vectors_per_s": round(args.rows / elapsed),
-                 "us_per_vector": round(elapsed / args.rows * 1e6, 1)})
+    rows.append(
+        {
+            "stage": "PartWriter add + commit (4096-row parts, fsync)",
+            "vectors_per_s": round(args.rows / elapsed),
+            "us_per_vector": round(elapsed / args.rows * 1e6, 1),
+        }
+    )
     print(f"{spec.dim} floats per vector; body {len(raw):,} bytes")
     print_table(rows, ("stage", "vectors_per_s", "us_per_vector"))
     write_results("decode_write", {"dim": spec.dim, "body_bytes": len(raw), "rows": rows})

@@ -30,8 +30,14 @@ def main() -> int:
         args.texts = 400
     rows: list[dict[str, Any]] = []
     with emulator(
-        "--latency", "0.2-1.0", "--cold-start-rate", str(args.cold_start_rate),
-        "--cold-start", args.cold_start, "--seed", "11",
+        "--latency",
+        "0.2-1.0",
+        "--cold-start-rate",
+        str(args.cold_start_rate),
+        "--cold-start",
+        args.cold_start,
+        "--seed",
+        "11",
     ) as emu:
         runs = [
             run_batch_embed(emu, texts(args.texts, "tail"), rpm=args.rpm, read_rate=args.read_rate),
@@ -39,24 +45,46 @@ def main() -> int:
         ]
     for run in runs:
         fig = run.figures()
-        rows.append({
-            "client": fig["client"], "texts": fig["texts"], "embedded": fig["embedded"],
-            "lost": fig["lost"], "wall_s": fig["wall_s"], "texts_per_s": fig["texts_per_s"],
-            "polls_per_job": fig["polls_per_text"], "requests_per_text": fig["requests_per_text"],
-            "rate_limited_429": fig["rate_limited_429"], "client_stats": run.client,
-        })
-    print(f"latency 0.2-1.0 s + cold start {args.cold_start} s for {args.cold_start_rate:.0%} "
-          f"of jobs; batch_embed rpm {args.rpm:g}, read_rate {args.read_rate:g}/s")
+        rows.append(
+            {
+                "client": fig["client"],
+                "texts": fig["texts"],
+                "embedded": fig["embedded"],
+                "lost": fig["lost"],
+                "wall_s": fig["wall_s"],
+                "texts_per_s": fig["texts_per_s"],
+                "polls_per_job": fig["polls_per_text"],
+                "requests_per_text": fig["requests_per_text"],
+                "rate_limited_429": fig["rate_limited_429"],
+                "client_stats": run.client,
+            }
+        )
+    print(
+        f"latency 0.2-1.0 s + cold start {args.cold_start} s for {args.cold_start_rate:.0%} "
+        f"of jobs; batch_embed rpm {args.rpm:g}, read_rate {args.read_rate:g}/s"
+    )
     cols = [c for c in rows[0] if c != "client_stats"]
     print_table(rows, cols)
     be = rows[0]
-    targets = [{"target": "requests per text <= 3.5 with the cold-start tail",
-                "value": be["requests_per_text"],
-                "result": verdict(be["requests_per_text"] <= 3.5)}]
+    targets = [
+        {
+            "target": "requests per text <= 3.5 with the cold-start tail",
+            "value": be["requests_per_text"],
+            "result": verdict(be["requests_per_text"] <= 3.5),
+        }
+    ]
     print()
     print_table(targets, ("target", "value", "result"))
-    write_results("long_tail", {"texts": args.texts, "cold_start_rate": args.cold_start_rate,
-                                "cold_start": args.cold_start, "rows": rows, "targets": targets})
+    write_results(
+        "long_tail",
+        {
+            "texts": args.texts,
+            "cold_start_rate": args.cold_start_rate,
+            "cold_start": args.cold_start,
+            "rows": rows,
+            "targets": targets,
+        },
+    )
     return 0
 
 

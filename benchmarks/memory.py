@@ -45,14 +45,29 @@ def main() -> int:
                     work / "in.jsonl",
                     (f"memory {size} row {i}: the quick brown fox jumps" for i in range(size)),
                 )
-                cmd = [sys.executable, "-m", "batch_embed", "run", str(source),
-                       "--output", str(work / "out"), "--model", args.model,
-                       "--base-url", emu.url, "--rpm", str(args.rpm),
-                       "--read-rate", str(args.read_rate), "--quiet"]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "batch_embed",
+                    "run",
+                    str(source),
+                    "--output",
+                    str(work / "out"),
+                    "--model",
+                    args.model,
+                    "--base-url",
+                    emu.url,
+                    "--rpm",
+                    str(args.rpm),
+                    "--read-rate",
+                    str(args.read_rate),
+                    "--quiet",
+                ]
                 env = {**os.environ, "SEGMIND_API_KEY": "bench"}
                 start = time.perf_counter()
-                child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.PIPE)
+                child = subprocess.Popen(
+                    cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                )
                 _, status, usage = os.wait4(child.pid, 0)
                 wall = time.perf_counter() - start
                 child.returncode = os.waitstatus_to_exitcode(status)
@@ -60,25 +75,39 @@ def main() -> int:
                 out_bytes = sum(p.stat().st_size for p in (work / "out").rglob("*") if p.is_file())
                 shutil.rmtree(work / "out", ignore_errors=True)
             cpu = usage.ru_utime + usage.ru_stime
-            rows.append({
-                "rows": size, "exit": child.returncode, "wall_s": round(wall, 1),
-                "rows_per_s": round(size / wall, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-                "cpu_ms_per_row": round(cpu / size * 1000, 3),
-                "output_mb": round(out_bytes / 1e6, 1),
-            })
+            rows.append(
+                {
+                    "rows": size,
+                    "exit": child.returncode,
+                    "wall_s": round(wall, 1),
+                    "rows_per_s": round(size / wall, 1),
+                    "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+                    "cpu_ms_per_row": round(cpu / size * 1000, 3),
+                    "output_mb": round(out_bytes / 1e6, 1),
+                }
+            )
             if child.returncode != 0:
                 rows[-1]["stderr"] = stderr[-500:]
             print(rows[-1], flush=True)
-    print(f"\npeak RSS of the batch-embed child process ({args.model}); emulator in its own process")
-    print_table(rows, ("rows", "exit", "wall_s", "rows_per_s", "peak_rss_mb", "cpu_ms_per_row",
-                       "output_mb"))
+    print(
+        f"\npeak RSS of the batch-embed child process ({args.model}); emulator in its own process"
+    )
+    print_table(
+        rows, ("rows", "exit", "wall_s", "rows_per_s", "peak_rss_mb", "cpu_ms_per_row", "output_mb")
+    )
     base, top = rows[0], rows[-1]
     ratio = top["peak_rss_mb"] / base["peak_rss_mb"]
-    targets = [{
-        "target": f"peak RSS at {top['rows']:,} rows within 1.2x of {base['rows']:,} and < 300 MB",
-        "value": f"{top['peak_rss_mb']} MB = {ratio:.2f}x",
-        "result": verdict(ratio <= 1.2 and top["peak_rss_mb"] < 300 and top["rows"] >= 1_000_000),
-    }]
+    targets = [
+        {
+            "target": (
+                f"peak RSS at {top['rows']:,} rows within 1.2x of {base['rows']:,} and < 300 MB"
+            ),
+            "value": f"{top['peak_rss_mb']} MB = {ratio:.2f}x",
+            "result": verdict(
+                ratio <= 1.2 and top["peak_rss_mb"] < 300 and top["rows"] >= 1_000_000
+            ),
+        }
+    ]
     print()
     print_table(targets, ("target", "value", "result"))
     write_results("memory", {"model": args.model, "rows": rows, "targets": targets})

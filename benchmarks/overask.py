@@ -25,7 +25,7 @@ def analyse(series: list[tuple[float, dict[str, Any]]], limit: float) -> dict[st
         (t for t, acc, _ in points if acc >= points[-1][1]), points[-1][0]
     )  # submitting ends here; the rest is the latency tail
     settle = 0.0
-    for (t0, a0, r0), (t1, a1, r1) in zip(points, points[2:]):
+    for (_, a0, r0), (t1, a1, r1) in zip(points, points[2:], strict=False):
         if t1 > last_submit:
             break
         sent = (a1 - a0) + (r1 - r0)
@@ -34,7 +34,9 @@ def analyse(series: list[tuple[float, dict[str, Any]]], limit: float) -> dict[st
     half = last_submit / 2
     a_half = next(acc for t, acc, _ in points if t >= half)
     t_half = next(t for t, _, _ in points if t >= half)
-    steady = (points[-1][1] - a_half) / max(last_submit - t_half, 1e-9) if last_submit > t_half else 0.0
+    steady = (
+        (points[-1][1] - a_half) / max(last_submit - t_half, 1e-9) if last_submit > t_half else 0.0
+    )
     return {
         "submit_phase_s": round(last_submit, 2),
         "settle_s": round(settle, 2),
@@ -57,13 +59,20 @@ def main() -> int:
     raw: list[dict[str, Any]] = []
     for retry_after in (1.0, 0.0):
         with emulator(
-            "--latency", "0.2-1.0", "--submit-limit", f"{args.limit}/s",
-            "--retry-after-rate", str(retry_after),
+            "--latency",
+            "0.2-1.0",
+            "--submit-limit",
+            f"{args.limit}/s",
+            "--retry-after-rate",
+            str(retry_after),
         ) as emu:
             rpm = args.factor * 60 * args.limit
             run = run_batch_embed(
-                emu, texts(args.texts, f"over {retry_after}"), rpm=rpm,
-                read_rate=10 * args.limit, sample=True,
+                emu,
+                texts(args.texts, f"over {retry_after}"),
+                rpm=rpm,
+                read_rate=10 * args.limit,
+                sample=True,
             )
         fig = run.figures()
         row = {
@@ -78,22 +87,41 @@ def main() -> int:
             "requests_per_text": fig["requests_per_text"],
         }
         rows.append(row)
-        raw.append({**row, "client_stats": run.client,
-                    "series": [(round(t, 2), s["submits_accepted"], s["rate_limited"]["submit"])
-                               for t, s in run.series]})
+        raw.append(
+            {
+                **row,
+                "client_stats": run.client,
+                "series": [
+                    (round(t, 2), s["submits_accepted"], s["rate_limited"]["submit"])
+                    for t, s in run.series
+                ],
+            }
+        )
     print(f"rpm = {args.factor:g} x the real submit limit of {args.limit}/s; latency 0.2-1.0 s")
     print_table(rows, list(rows[0]))
     targets = []
     for row in rows:
-        targets.append({
-            "target": f"over-asking 2x (Retry-After {row['retry_after']}): >= 90% of limit, < 5% 429s",
-            "value": f"{row['steady_share']} / {row['share_429']}",
-            "result": verdict(row["steady_share"] >= 0.9 and row["share_429"] < 0.05),
-        })
+        targets.append(
+            {
+                "target": (
+                    f"over-asking 2x (Retry-After {row['retry_after']}): >= 90% of limit, < 5% 429s"
+                ),
+                "value": f"{row['steady_share']} / {row['share_429']}",
+                "result": verdict(row["steady_share"] >= 0.9 and row["share_429"] < 0.05),
+            }
+        )
     print()
     print_table(targets, ("target", "value", "result"))
-    write_results("overask", {"texts": args.texts, "limit_per_s": args.limit,
-                              "factor": args.factor, "rows": raw, "targets": targets})
+    write_results(
+        "overask",
+        {
+            "texts": args.texts,
+            "limit_per_s": args.limit,
+            "factor": args.factor,
+            "rows": raw,
+            "targets": targets,
+        },
+    )
     return 0
 
 

@@ -11,6 +11,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batch_embed.config import RunConfig
 from batch_embed.emulator import expected_vector
 from batch_embed.error_sink import read_errors
 from batch_embed.layout import OutputLayout
@@ -19,6 +20,26 @@ from batch_embed.writer import read_output
 DIM = 3072
 FAST = (0.02, 0.1)
 """A short job latency for end-to-end tests."""
+
+
+def run_config(
+    url: str, inputs: Path | Sequence[Path], output: Path, *, key: str, **overrides: object
+) -> RunConfig:
+    """A RunConfig for a fast end-to-end run against an emulator at ``url``."""
+    sources = [inputs] if isinstance(inputs, Path) else list(inputs)
+    settings: dict[str, object] = {
+        "inputs": tuple(str(p) for p in sources),
+        "output": output,
+        "base_url": url,
+        "api_key": key,
+        "id_field": "id",
+        "rpm": 6000.0,
+        "read_rate": 400.0,
+        "retention": 60.0,
+        "retention_margin": 5.0,
+    }
+    settings.update(overrides)
+    return RunConfig(**settings)  # type: ignore[arg-type]
 
 
 def write_jsonl(path: Path, records: Iterable[Any]) -> Path:
@@ -38,8 +59,9 @@ def write_parquet(path: Path, records: Sequence[dict[str, Any]]) -> Path:
 def corpus(n: int, *, start: int = 0, distinct: int | None = None) -> list[dict[str, Any]]:
     """``n`` rows with int ids; ``distinct`` < n makes texts repeat."""
     distinct = distinct or n
-    return [{"id": i, "text": f"row text {i % distinct} of the corpus"} for i in
-            range(start, start + n)]
+    return [
+        {"id": i, "text": f"row text {i % distinct} of the corpus"} for i in range(start, start + n)
+    ]
 
 
 def output_rows(layout: OutputLayout) -> dict[Any, np.ndarray]:

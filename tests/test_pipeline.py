@@ -19,6 +19,7 @@ from tests.pipeline_fixtures import (
     corpus,
     error_rows,
     output_rows,
+    run_config,
     write_jsonl,
     write_parquet,
 )
@@ -27,13 +28,7 @@ KEY = "sk-test-pipeline-0123456789"
 
 
 def config(url: str, inputs: list[Path], output: Path, **overrides: object) -> RunConfig:
-    settings: dict[str, object] = {
-        "inputs": tuple(str(p) for p in inputs), "output": output, "base_url": url,
-        "api_key": KEY, "id_field": "id", "rpm": 6000.0, "read_rate": 400.0,
-        "retention": 60.0, "retention_margin": 5.0,
-    }
-    settings.update(overrides)
-    return RunConfig(**settings)  # type: ignore[arg-type]
+    return run_config(url, inputs, output, key=KEY, **{**overrides})
 
 
 async def test_jsonl_and_parquet_every_row_once_with_its_own_vector(tmp_path: Path) -> None:
@@ -78,9 +73,16 @@ async def test_directory_output_reads_as_one_table(tmp_path: Path) -> None:
 
 async def test_bad_rows_become_error_rows_and_the_rest_is_embedded(tmp_path: Path) -> None:
     good = corpus(20)
-    lines = [*good[:10], b"{not json", {"id": 50, "text": "   "}, {"id": 51, "text": 7},
-             {"id": 52, "text": "please [[blocked]]"}, {"id": 53, "text": "x [[bad-output:nan]]"},
-             {"id": 54}, *good[10:]]
+    lines = [
+        *good[:10],
+        b"{not json",
+        {"id": 50, "text": "   "},
+        {"id": 51, "text": 7},
+        {"id": 52, "text": "please [[blocked]]"},
+        {"id": 53, "text": "x [[bad-output:nan]]"},
+        {"id": 54},
+        *good[10:],
+    ]
     source = write_jsonl(tmp_path / "in.jsonl", lines)
     async with Emulator(EmulatorConfig(latency=FAST)) as emu:
         result = await embed(config(emu.url, [source], tmp_path / "out.parquet"))
@@ -102,8 +104,12 @@ async def test_bad_rows_become_error_rows_and_the_rest_is_embedded(tmp_path: Pat
 async def test_duplicate_id_with_other_text_is_an_error_same_text_is_skipped(
     tmp_path: Path,
 ) -> None:
-    lines = [{"id": 1, "text": "alpha"}, {"id": 2, "text": "beta"}, {"id": 1, "text": "alpha"},
-             {"id": 2, "text": "gamma"}]
+    lines = [
+        {"id": 1, "text": "alpha"},
+        {"id": 2, "text": "beta"},
+        {"id": 1, "text": "alpha"},
+        {"id": 2, "text": "gamma"},
+    ]
     source = write_jsonl(tmp_path / "in.jsonl", lines)
     async with Emulator(EmulatorConfig(latency=FAST)) as emu:
         result = await embed(config(emu.url, [source], tmp_path / "out.parquet"))
@@ -119,8 +125,9 @@ async def test_duplicate_texts_far_apart_are_submitted_once_and_copied(tmp_path:
     source = write_jsonl(tmp_path / "in.jsonl", rows)
     async with Emulator(EmulatorConfig(latency=FAST)) as emu:
         # One job in flight at a time: the second half's texts are all already written.
-        result = await embed(config(emu.url, [source], tmp_path / "out.parquet",
-                                    max_in_flight=1, rows_per_part=8))
+        result = await embed(
+            config(emu.url, [source], tmp_path / "out.parquet", max_in_flight=1, rows_per_part=8)
+        )
         stats = emu.stats()
     assert result.outcome is Outcome.COMPLETED
     assert stats["submits_accepted"] == 40
@@ -134,8 +141,7 @@ async def test_a_limit_below_the_configured_rate_settles_with_few_429s(tmp_path:
     source = write_jsonl(tmp_path / "in.jsonl", rows)
     emulator = EmulatorConfig(latency=FAST, submit_limit="40/s", retry_after_rate=0.0)
     async with Emulator(emulator) as emu:
-        result = await embed(config(emu.url, [source], tmp_path / "out.parquet",
-                                    rpm=80 * 60.0))
+        result = await embed(config(emu.url, [source], tmp_path / "out.parquet", rpm=80 * 60.0))
         stats = emu.stats()
     assert result.outcome is Outcome.COMPLETED
     assert len(output_rows(result.layout)) == 240
@@ -165,9 +171,8 @@ async def test_rerun_skips_committed_rows_and_pays_nothing(tmp_path: Path) -> No
 async def test_a_second_run_on_a_locked_output_refuses(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", corpus(3))
     out = tmp_path / "out.parquet"
-    with Journal.open(layout_for(out).journal):
-        with pytest.raises(JournalLocked, match="in use"):
-            await embed(config("http://127.0.0.1:9", [source], out))
+    with Journal.open(layout_for(out).journal), pytest.raises(JournalLocked, match="in use"):
+        await embed(config("http://127.0.0.1:9", [source], out))
 
 
 async def test_a_different_model_on_the_same_output_is_refused(tmp_path: Path) -> None:
@@ -186,8 +191,10 @@ async def test_stop_event_ends_the_run_with_valid_output(tmp_path: Path) -> None
     async with Emulator(EmulatorConfig(latency=FAST)) as emu:
         loop = asyncio.get_running_loop()
         loop.call_later(0.5, stop.set)
-        result = await embed(config(emu.url, [source], tmp_path / "out.parquet", rpm=60 * 200.0,
-                                    grace_seconds=5.0), stop=stop)
+        result = await embed(
+            config(emu.url, [source], tmp_path / "out.parquet", rpm=60 * 200.0, grace_seconds=5.0),
+            stop=stop,
+        )
     assert result.outcome is Outcome.INTERRUPTED
     got = output_rows(result.layout)
     assert 0 < len(got) < 400
