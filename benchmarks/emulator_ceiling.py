@@ -25,7 +25,6 @@ import itertools
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -33,24 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _common import emulator
 
 RESULTS = Path(__file__).resolve().parent / "results" / "emulator_ceiling.json"
 SLUG = "text-embedding-3-large"
-
-
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
-    """Start the emulator subprocess and return it with its URL (from its first line)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "batch_embed.emulator", "--port", "0", "--latency", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline().strip()
-    if not line.startswith("listening "):
-        process.kill()
-        raise SystemExit(f"emulator did not start: {line!r}")
-    return process, line.removeprefix("listening ")
 
 
 async def drive(
@@ -136,14 +121,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per endpoint")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     args = parser.parse_args()
-    process, url = start_emulator()
-    try:
-        rows = asyncio.run(run(url, duration=args.duration, concurrency=args.concurrency))
-    finally:
-        process.terminate()
-        process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
+    with emulator("--latency", "0") as server:
+        rows = asyncio.run(run(server.url, duration=args.duration, concurrency=args.concurrency))
     print(f"{'endpoint':<14} {'requests':>9} {'errors':>6} {'seconds':>8} {'req/s':>9}")
     for row in rows:
         print(
