@@ -18,8 +18,7 @@ import contextlib
 import enum
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TextIO
 
 import numpy as np
 import pyarrow as pa
@@ -43,12 +42,10 @@ from .stats import RunStats
 from .submitter import Submitter
 from .vectors import Vector
 from .writer import (
-    PARQUET_OPTIONS,
     CommittedPart,
     PartWriter,
-    _fsync_dir,
-    _write_atomically,
     committed_parts,
+    drop_stale_rows,
     finalize_single_file,
 )
 
@@ -449,45 +446,8 @@ def drop_superseded(layout: OutputLayout, superseded: dict[RowKey, str]) -> None
     sources = committed_parts(layout.parts_dir) if layout.parts_dir.exists() else []
     if layout.single_file and layout.output.exists():
         sources.insert(0, layout.output)
-    keys = pa.array(list(superseded))
     for path in sources:
-        with pq.ParquetFile(path) as parquet:
-            stale = False
-            for index in range(parquet.num_row_groups):
-                group = parquet.read_row_group(index, columns=["id", "text_sha256"])
-                if _stale_mask(group, keys, superseded) is not None:
-                    stale = True
-                    break
-            if not stale:
-                continue
-        rewrite_without_stale(path, keys, superseded)
-
-
-def _stale_mask(group: pa.Table, keys: pa.Array, superseded: dict[RowKey, str]) -> pa.Array | None:
-    """A mask of the rows of ``group`` to keep, or None when all of them are kept."""
-    candidates = pc.is_in(group.column("id"), value_set=keys.cast(group.schema.field("id").type))
-    if not pc.any(candidates).as_py():
-        return None
-    ids = group.column("id").to_pylist()
-    hashes = group.column("text_sha256").to_pylist()
-    keep = [superseded.get(key, digest) == digest for key, digest in zip(ids, hashes, strict=True)]
-    return None if all(keep) else pa.array(keep)
-
-
-def rewrite_without_stale(path: Path, keys: pa.Array, superseded: dict[RowKey, str]) -> None:
-    """Rewrite one output file without its stale rows (atomically, one row group at a time)."""
-    with pq.ParquetFile(path) as parquet:
-        schema = parquet.schema_arrow
-
-        def write(out: BinaryIO) -> None:
-            with pq.ParquetWriter(out, schema, **PARQUET_OPTIONS) as writer:
-                for index in range(parquet.num_row_groups):
-                    group = parquet.read_row_group(index)
-                    keep = _stale_mask(group, keys, superseded)
-                    writer.write_table(group if keep is None else group.filter(keep))
-
-        _write_atomically(path, write)
-    _fsync_dir(path.parent)
+        drop_stale_rows(path, superseded)
 
 
 def describe_abort(error: ApiError) -> str:
@@ -620,22 +580,16 @@ async def drive(run: _Run, reader: Reader) -> None:
             producer = group.create_task(run.produce(reader))
             stop_wait = group.create_task(run.stop.wait())
             await asyncio.wait({producer, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not run.stop.is_set():
+                idle = group.create_task(run.idle.wait())
+                await asyncio.wait({idle, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                idle.cancel()
             if run.stop.is_set():
                 run.submitter.stop()
                 producer.cancel()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(run.idle.wait(), timeout=run.config.grace_seconds)
-            else:
-                stop_wait.cancel()
-                idle = group.create_task(run.idle.wait())
-                stop_wait = group.create_task(run.stop.wait())
-                await asyncio.wait({idle, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                if run.stop.is_set():
-                    run.submitter.stop()
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(run.idle.wait(), timeout=run.config.grace_seconds)
-                idle.cancel()
-                stop_wait.cancel()
+            stop_wait.cancel()
             await run.to_write.join()
         finally:
             for task in tasks:

@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -416,3 +417,51 @@ def _describe(schema: pa.Schema) -> str:
     model = bytes((schema.metadata or {}).get(META_MODEL, b"?")).decode()
     types = ", ".join(f"{field.name} {field.type}" for field in schema)
     return f"model {model!r} ({types})"
+
+
+def drop_stale_rows(path: Path, current: Mapping[RowKey, str]) -> bool:
+    """Remove rows whose id is in ``current`` but whose ``text_sha256`` differs; True if any.
+
+    Used when an input row's text changed since its vector was written: the old vector must
+    not stay beside the new one. The file is scanned (ids and hashes only) one row group at
+    a time and rewritten atomically only when it holds such a row.
+    """
+    keys = pa.array(list(current))
+    with pq.ParquetFile(path) as parquet:
+        if not any(
+            _stale_mask(parquet.read_row_group(i, columns=["id", "text_sha256"]), keys, current)
+            is not None
+            for i in range(parquet.num_row_groups)
+        ):
+            return False
+    _rewrite_without_stale(path, keys, current)
+    return True
+
+
+def _stale_mask(
+    group: pa.Table, keys: pa.Array, superseded: Mapping[RowKey, str]
+) -> pa.Array | None:
+    """A mask of the rows of ``group`` to keep, or None when all of them are kept."""
+    candidates = pc.is_in(group.column("id"), value_set=keys.cast(group.schema.field("id").type))
+    if not pc.any(candidates).as_py():
+        return None
+    ids = group.column("id").to_pylist()
+    hashes = group.column("text_sha256").to_pylist()
+    keep = [superseded.get(key, digest) == digest for key, digest in zip(ids, hashes, strict=True)]
+    return None if all(keep) else pa.array(keep)
+
+
+def _rewrite_without_stale(path: Path, keys: pa.Array, superseded: Mapping[RowKey, str]) -> None:
+    """Rewrite one output file without its stale rows (atomically, one row group at a time)."""
+    with pq.ParquetFile(path) as parquet:
+        schema = parquet.schema_arrow
+
+        def write(out: BinaryIO) -> None:
+            with pq.ParquetWriter(out, schema, **PARQUET_OPTIONS) as writer:
+                for index in range(parquet.num_row_groups):
+                    group = parquet.read_row_group(index)
+                    keep = _stale_mask(group, keys, superseded)
+                    writer.write_table(group if keep is None else group.filter(keep))
+
+        _write_atomically(path, write)
+    _fsync_dir(path.parent)
