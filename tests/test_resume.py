@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-import orjson
 import pyarrow.parquet as pq
 import pytest
 
 from batch_embed import JournalLocked, Outcome, RunConfig, embed
 from batch_embed.emulator import Emulator, EmulatorConfig
 from batch_embed.layout import layout_for
+from tests.cli_fixtures import EmulatorProcess, cli_env, journal_count
 from tests.pipeline_fixtures import (
     FAST,
     assert_vectors,
@@ -144,47 +142,6 @@ async def test_a_second_run_on_the_same_output_is_refused(tmp_path: Path) -> Non
 # -- a real CLI process, SIGKILLed at several moments ------------------------------------
 
 
-class EmulatorProcess:
-    """``python -m batch_embed.emulator --port 0`` in a subprocess; ``url`` once listening."""
-
-    def __init__(self, *switches: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "batch_embed.emulator", "--port", "0", *switches],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        assert line.startswith("listening "), line
-        self.url = line.split()[1]
-
-    def stats(self) -> dict[str, object]:
-        with urllib.request.urlopen(self.url + "/_emulator/stats", timeout=10) as answer:
-            result: dict[str, object] = orjson.loads(answer.read())
-            return result
-
-    def __enter__(self) -> EmulatorProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
-def cli_env(key: str = KEY) -> dict[str, str]:
-    env = dict(os.environ)
-    env["SEGMIND_API_KEY"] = key
-    env.pop("PYTHONWARNINGS", None)
-    return env
-
-
 def intents_without_request_id(output: Path) -> int:
     with sqlite3.connect(layout_for(output).journal) as db:
         return int(
@@ -192,17 +149,6 @@ def intents_without_request_id(output: Path) -> int:
                 "SELECT count(*) FROM texts WHERE state=0 AND request_id IS NULL"
             ).fetchone()[0]
         )
-
-
-def journal_count(output: Path, sql: str) -> int:
-    path = layout_for(output).journal
-    if not path.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
-            return int(db.execute(sql).fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
 
 
 def kill_when(proc: subprocess.Popen[bytes], ready: object, *, limit: float = 30.0) -> bool:
@@ -250,7 +196,7 @@ def test_sigkilled_runs_resume_every_row_once_paying_nothing_twice(tmp_path: Pat
 
         def start() -> subprocess.Popen[bytes]:
             return subprocess.Popen(
-                command, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                command, env=cli_env(KEY), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
 
         def submitting() -> bool:
@@ -271,7 +217,9 @@ def test_sigkilled_runs_resume_every_row_once_paying_nothing_twice(tmp_path: Pat
             print(ready.__name__, "intents without request_id:", in_air)
             for part in parts.glob("part-*.parquet"):  # every committed part reads on its own
                 pq.read_table(part)
-        final = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=100)
+        final = subprocess.run(
+            command, env=cli_env(KEY), capture_output=True, text=True, timeout=100
+        )
         stats = emu.stats()
     assert final.returncode == 0, final.stderr
     got = output_rows(layout_for(out))
