@@ -31,7 +31,7 @@ from .errors import ConfigError, excerpt
 from .models import DEFAULT_MODEL, ModelSpec, model_spec
 from .records import JobHandle, JobState, JobStatus
 from .retry import parse_retry_after
-from .vectors import Vector, parse_output
+from .vectors import Vector, fast_vector, parse_output
 
 DEFAULT_ROOT = "https://api.segmind.com"
 API_KEY_ENV = "SEGMIND_API_KEY"
@@ -65,6 +65,15 @@ class _Secret:
 
     def __repr__(self) -> str:
         return "<secret>"
+
+    __str__ = __repr__
+
+
+class _SecretHeaders(dict[str, str]):
+    """Request headers built once per client; the repr hides the key's value."""
+
+    def __repr__(self) -> str:
+        return repr({k: "<secret>" if k == "x-api-key" else v for k, v in self.items()})
 
     __str__ = __repr__
 
@@ -116,6 +125,22 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One HTTP exchange as read off the wire, before it is interpreted."""
+
+    method: str
+    url: str
+    status: int
+    raw: bytes
+    retry_after: str | None
+
+
+def _what(method: str, url: str) -> str:
+    """``GET /v2/requests/<id>/status``: how messages name a request (never its host)."""
+    return f"{method} {urlsplit(url).path}"
+
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -165,6 +190,9 @@ class SegmindClient:
         self._key = _Secret(key)
         self.root = normalize_root(base_url, allow_insecure_http=allow_insecure_http)
         self._origin = _origin(self.root)
+        self._prefix = self.root + "/"
+        self._headers = _SecretHeaders({"x-api-key": key})
+        self._json_headers = _SecretHeaders({"x-api-key": key, "Content-Type": "application/json"})
         self.model = model if isinstance(model, ModelSpec) else model_spec(model)
         self.timeouts = timeouts or Timeouts()
         self.max_connections = max_connections
@@ -267,7 +295,12 @@ class SegmindClient:
         Raises JobFailed when the body says FAILED, BadVector when the output is unusable,
         MalformedResponse when the job is not finished.
         """
-        body = await self._call("GET", job.response_url, request_id=job.request_id)
+        answer = await self._exchange("GET", job.response_url, request_id=job.request_id)
+        if 200 <= answer.status < 300:
+            vector = fast_vector(answer.raw, dim=self.model.dim)
+            if vector is not None:
+                return vector
+        body = self._interpret(answer, request_id=job.request_id)
         state = self._state(body, job.request_id)
         if state is JobState.FAILED:
             detail = self._scrub(str(body.get("error") or "job FAILED"))
@@ -324,40 +357,57 @@ class SegmindClient:
         payload: dict[str, Any] | None = None,
         request_id: str | None = None,
     ) -> dict[str, Any]:
-        """Send one request; return its JSON object body or raise the typed error.
+        """Send one request; return its JSON object body or raise the typed error."""
+        answer = await self._exchange(method, url, payload=payload, request_id=request_id)
+        return self._interpret(answer, request_id=request_id)
 
-        A body naming a terminal job state is a valid answer whatever the HTTP status
-        (Segmind serves FAILED with 422).
-        """
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        payload: dict[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> _Answer:
+        """Send one request and read its whole answer; transport failures become typed errors."""
         if self._session is None:
             raise RuntimeError("SegmindClient is not open; use 'async with SegmindClient(...)'")
-        self._check_origin("url", url, request_id)
-        headers = {"x-api-key": self._key.value}
+        if not url.startswith(self._prefix):  # the common case needs no URL parsing
+            self._check_origin("url", url, request_id)
         data = None
+        headers = self._headers
         if payload is not None:
             data = orjson.dumps(payload)
-            headers["Content-Type"] = "application/json"
-        what = f"{method} {urlsplit(url).path}"
+            headers = self._json_headers
         try:
             async with self._session.request(method, url, data=data, headers=headers) as resp:
-                raw = await resp.read()
-                status = resp.status
-                retry_after_header = resp.headers.get("Retry-After")
+                return _Answer(
+                    method, url, resp.status, await resp.read(), resp.headers.get("Retry-After")
+                )
         except TimeoutError as err:
-            raise errors.RequestTimeout(f"{what}: timed out", request_id=request_id) from err
+            raise errors.RequestTimeout(
+                f"{_what(method, url)}: timed out", request_id=request_id
+            ) from err
         except aiohttp.ClientConnectorError as err:
             raise errors.ConnectionDropped(
-                f"{what}: could not connect ({type(err).__name__})",
+                f"{_what(method, url)}: could not connect ({type(err).__name__})",
                 maybe_sent=False,
                 request_id=request_id,
             ) from err
         except (aiohttp.ClientError, ConnectionError) as err:
             raise errors.ConnectionDropped(
-                f"{what}: connection dropped ({type(err).__name__})",
+                f"{_what(method, url)}: connection dropped ({type(err).__name__})",
                 maybe_sent=True,
                 request_id=request_id,
             ) from err
 
+    def _interpret(self, answer: _Answer, *, request_id: str | None) -> dict[str, Any]:
+        """The JSON object body of an answer, or the typed error it means.
+
+        A body naming a terminal job state is a valid answer whatever the HTTP status
+        (Segmind serves FAILED with 422).
+        """
+        raw, status = answer.raw, answer.status
         body: Any
         try:
             body = orjson.loads(raw) if raw else None
@@ -370,6 +420,7 @@ class SegmindClient:
                 body = None
         if isinstance(body, dict) and body.get("status") in _TERMINAL:
             return body
+        what = _what(answer.method, answer.url)
         if 200 <= status < 300:
             if isinstance(body, dict):
                 return body
@@ -385,7 +436,7 @@ class SegmindClient:
             detail = self._scrub(str(body["error"]))
         shown = self._excerpt(raw)
         cls = errors.http_error_class(status)
-        retry_after = parse_retry_after(retry_after_header, now=time.time())
+        retry_after = parse_retry_after(answer.retry_after, now=time.time())
         reason = detail if detail is not None else (shown or "no body")
         raise cls(
             f"{what}: HTTP {status}: {reason}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -13,7 +14,7 @@ from batch_embed.emulator import OUTPUT_SHAPES, expected_vector
 from batch_embed.emulator.output import render_provider_json
 from batch_embed.emulator.vectors import text_digest
 from batch_embed.errors import BODY_EXCERPT_CHARS, BadVector
-from batch_embed.vectors import parse_output, validate_vector
+from batch_embed.vectors import fast_vector, parse_output, validate_vector
 
 DIM = 8
 VECTOR = expected_vector("the reference text", DIM)  # float32, unit norm
@@ -213,3 +214,69 @@ def test_validate_vector_directly() -> None:
 def test_a_tiny_but_nonzero_vector_is_accepted() -> None:
     tiny = [0.0] * (DIM - 1) + [1e-30]
     assert parse_output(tiny, dim=DIM)[-1] == np.float32(1e-30)
+
+
+# -- fast_vector: the simdjson fast path never accepts what parse_output would not -----------
+
+
+def completed(output: Any) -> bytes:
+    """A COMPLETED result body carrying ``output`` (NaN and huge ints written as Python does)."""
+    if isinstance(output, bytes):
+        output = output.decode("utf-8", errors="replace")
+    return json.dumps({"status": "COMPLETED", "output": output}).encode()
+
+
+@pytest.mark.parametrize("output", ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_fast_path_agrees_with_the_general_path_on_accepted_outputs(output: Any) -> None:
+    fast = fast_vector(completed(output), dim=DIM)
+    if fast is not None:
+        assert fast.dtype == np.float32
+        assert np.array_equal(fast, VECTOR)
+
+
+@pytest.mark.parametrize("key", ["openai-object", "openai-string", "openai-extra-fields"])
+def test_openais_shape_takes_the_fast_path(key: str) -> None:
+    fast = fast_vector(completed(ACCEPTED[key]), dim=DIM)
+    assert fast is not None and np.array_equal(fast, VECTOR)
+
+
+NESTED: dict[str, Any] = {
+    "openai-singletons": openai([[x] for x in FLOATS]),
+    "openai-ragged": openai([[FLOATS[0], FLOATS[1]], [], *FLOATS[2:]]),
+    "openai-2d-string": orjson.dumps(openai([FLOATS])).decode(),
+}
+
+
+@pytest.mark.parametrize(
+    "output",
+    [*(o for o, _ in REJECTED.values()), *NESTED.values()],
+    ids=[*REJECTED.keys(), *NESTED.keys()],
+)
+def test_fast_path_declines_every_unusable_output(output: Any) -> None:
+    assert fast_vector(completed(output), dim=DIM) is None
+    with pytest.raises(BadVector):
+        parse_output(json.loads(completed(output))["output"], dim=DIM)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"status": "IN_PROGRESS", "output": null}',
+        orjson.dumps({"status": "FAILED", "output": openai(FLOATS)}),
+        orjson.dumps({"output": openai(FLOATS)}),
+        orjson.dumps([openai(FLOATS)]),
+        b"",
+        b"<html>502 Bad Gateway</html>",
+        orjson.dumps({"status": "COMPLETED", "output": openai(FLOATS)})[:-3],
+    ],
+    ids=["in-progress", "failed", "no-status", "not-an-object", "empty", "html", "truncated"],
+)
+def test_fast_path_declines_bodies_that_are_not_a_completed_result(body: bytes) -> None:
+    assert fast_vector(body, dim=DIM) is None
+
+
+def test_fast_path_survives_a_proxy_kept_alive_elsewhere() -> None:
+    body = completed(ACCEPTED["openai-object"])
+    first = fast_vector(body, dim=DIM)
+    second = fast_vector(body, dim=DIM)
+    assert first is not None and second is not None and np.array_equal(first, second)
