@@ -18,6 +18,7 @@ dies) keeps two runs off the same output.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import fcntl
 import os
@@ -120,6 +121,8 @@ class Journal:
         self._lock_fd = lock_fd
         self.path = path
         self.run = 0
+        self._submitted: dict[str, tuple[str, float]] = {}
+        """Request_ids answered but not yet written: digest -> (request_id, submitted_at)."""
 
     @classmethod
     def open(cls, path: Path, *, fresh: bool = False) -> Journal:
@@ -167,7 +170,10 @@ class Journal:
         """Close the database and release the lock; idempotent."""
         if self._lock_fd < 0:
             return
-        self._conn.close()
+        try:
+            self.flush()
+        finally:
+            self._conn.close()
         fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         os.close(self._lock_fd)
         self._lock_fd = -1
@@ -282,24 +288,56 @@ class Journal:
         ).fetchone()
         if found is None:
             return None
-        return TextRecord(found[0], TextState(found[1]), *found[2:])
+        record = TextRecord(found[0], TextState(found[1]), *found[2:])
+        buffered = self._submitted.get(digest)
+        if buffered is not None and record.state is TextState.INTENT:
+            record = dataclasses.replace(
+                record,
+                state=TextState.SUBMITTED,
+                request_id=buffered[0],
+                submitted_at=buffered[1],
+            )
+        return record
 
     def record_intent(self, digests: Sequence[str]) -> None:
-        """Write, durably, that submits for these texts are about to be sent (each one paid)."""
+        """Write, durably, that submits for these texts are about to be sent (each one paid).
+
+        Request_ids waiting in the buffer (:meth:`record_submitted`) go in the same
+        transaction: one commit per submit instead of two.
+        """
         with self._tx():
+            self._write_submitted()
             self._conn.executemany(
                 "INSERT INTO texts(hash, state, submits) VALUES(?, 0, 1) "
                 "ON CONFLICT(hash) DO UPDATE SET state=0, request_id=NULL, submits=submits+1",
                 ((d,) for d in digests),
             )
 
-    def record_submitted(self, digest: str, request_id: str, submitted_at: float) -> None:
-        """Write the request_id of a text's job as soon as the submit is answered."""
-        with self._tx():
-            self._conn.execute(
+    def record_submitted(self, digest: str, request_id: str, submitted_at: float) -> bool:
+        """Buffer the request_id of a text's job, written with the next intent or :meth:`flush`.
+
+        Returns True when the buffer was empty: the caller then arranges a :meth:`flush`
+        within a short delay. Until it is written, a crash leaves the text at INTENT, and a
+        re-run submits it again and counts it as possibly billed twice: the same as a crash
+        between the POST and its answer, never a lost row.
+        """
+        was_empty = not self._submitted
+        self._submitted[digest] = (request_id, submitted_at)
+        return was_empty
+
+    def flush(self) -> None:
+        """Write the buffered request_ids now (any other write or read does it first)."""
+        if self._submitted:
+            with self._tx():
+                self._write_submitted()
+
+    def _write_submitted(self) -> None:
+        if self._submitted:
+            self._conn.executemany(
                 "UPDATE texts SET state=1, request_id=?, submitted_at=? WHERE hash=?",
-                (request_id, submitted_at, digest),
+                ((rid, at, digest) for digest, (rid, at) in self._submitted.items()),
             )
+            self._submitted.clear()
 
     def record_not_sent(self, digest: str) -> None:
         """Undo an intent whose submit provably never reached the server (not paid)."""
@@ -331,6 +369,7 @@ class Journal:
 
     def unfinished_texts(self) -> Iterator[TextRecord]:
         """Texts with a job that an earlier run left unfinished (INTENT or SUBMITTED)."""
+        self.flush()
         cur = self._conn.execute(
             "SELECT hash, state, request_id, submitted_at, submits, error_kind, error_message, "
             "http_status FROM texts WHERE state IN (0, 1)"
@@ -340,25 +379,31 @@ class Journal:
 
     def total_submits(self) -> int:
         """All submits the journal has recorded, across runs."""
+        self.flush()
         found = self._conn.execute("SELECT coalesce(sum(submits), 0) FROM texts").fetchone()
         return int(found[0])
 
     # -- transactions ----------------------------------------------------------------------
 
     def _tx(self) -> _Transaction:
-        return _Transaction(self._conn)
+        return _Transaction(self._conn, self)
 
 
 class _Transaction:
-    """BEGIN ... COMMIT (ROLLBACK on error) around a block; the connection is autocommit."""
+    """BEGIN ... COMMIT (ROLLBACK on error) around a block; the connection is autocommit.
 
-    __slots__ = ("_conn",)
+    Buffered request_ids are written first, so every transaction sees them.
+    """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    __slots__ = ("_conn", "_journal")
+
+    def __init__(self, conn: sqlite3.Connection, journal: Journal) -> None:
         self._conn = conn
+        self._journal = journal
 
     def __enter__(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
+        self._journal._write_submitted()
 
     def __exit__(
         self,

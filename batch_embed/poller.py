@@ -12,7 +12,6 @@ is retried a few times, then the text is submitted again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import random
@@ -89,6 +88,7 @@ class Poller:
 
     async def run(self) -> None:
         """Dispatch due polls until cancelled."""
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 if not self._heap:
@@ -99,8 +99,9 @@ class Poller:
                 now = self._clock()
                 if due > now:
                     self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=due - now)
+                    timer = loop.call_later(due - now, self._wake.set)
+                    await self._wake.wait()  # the timer, or a job added meanwhile
+                    timer.cancel()
                     continue
                 await self._slots.acquire()
                 _, _, job, fetch = heapq.heappop(self._heap)

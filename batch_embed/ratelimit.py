@@ -48,6 +48,8 @@ MEASURE_REQUESTS = 20.0
 """... and over a window long enough to hold about this many requests."""
 CEILING_BURST = 0.02
 """The hard ceiling lets through at most this many seconds' worth of requests at once."""
+PACING_TICK = 0.001
+"""Paced requests wake on ticks of this many seconds, so one timer serves all due in a tick."""
 MEASURED_SHARE = 0.97
 """After an episode, aim this far under the measured accepted rate."""
 
@@ -149,11 +151,12 @@ class AdaptiveLimiter:
         controller: RateController,
         *,
         clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.controller = controller
         self._clock = clock
-        self._sleep = sleep
+        self._sleep = sleep or self._sleep_on_tick
+        self._ticks: dict[float, list[asyncio.Future[None]]] = {}
         self._next_slot = -math.inf
         # The hard ceiling at the configured rate, with a burst of at most CEILING_BURST
         # seconds' worth (and at least one request), so timer jitter does not cost budget.
@@ -171,11 +174,12 @@ class AdaptiveLimiter:
             now = self._now()
             episode = ctl.episodes
             interval = 1.0 / ctl.current(now)
-            # Behind the schedule by at most one slot (a sleep that woke late): keep the
-            # schedule, so wake-up jitter does not leak budget. Further behind (idle): start
-            # afresh, so idleness never banks a burst.
+            # Behind the schedule by at most one slot or one tick (a sleep that woke late):
+            # keep the schedule, so wake-up jitter does not leak budget. Further behind
+            # (idle): start afresh, so idleness never banks a burst.
             behind = now - self._next_slot
-            start = self._next_slot if 0.0 < behind <= interval else max(now, self._next_slot)
+            slack = max(interval, PACING_TICK)
+            start = self._next_slot if 0.0 < behind <= slack else max(now, self._next_slot)
             start = max(start, ctl.hold_until)
             self._next_slot = start + interval
             if start > now:
@@ -185,6 +189,28 @@ class AdaptiveLimiter:
                 break
         await self._ceiling.acquire()
         self.acquired += 1
+
+    async def _sleep_on_tick(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, rounded up to the next PACING_TICK of the loop's clock.
+
+        Every request due within one tick wakes from one timer, in one loop iteration: at
+        thousands of requests/s this is most of the limiter's cost. Waking late by under a
+        tick costs no budget: slots stay on their schedule (``acquire``).
+        """
+        loop = asyncio.get_running_loop()
+        tick = math.ceil((loop.time() + delay) / PACING_TICK) * PACING_TICK
+        waiters = self._ticks.get(tick)
+        if waiters is None:
+            waiters = self._ticks[tick] = []
+            loop.call_at(tick, self._wake, tick)
+        waiter = loop.create_future()
+        waiters.append(waiter)
+        await waiter
+
+    def _wake(self, tick: float) -> None:
+        for waiter in self._ticks.pop(tick, ()):
+            if not waiter.done():  # a cancelled acquire left its future behind
+                waiter.set_result(None)
 
     def accepted(self) -> None:
         """Tell the controller a request of this class went through (not 429)."""

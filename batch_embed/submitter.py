@@ -1,7 +1,9 @@
 """Stage 2: a bounded pool of coroutines submits v2 jobs under the submit rate limiter.
 
-Each submit is written to the journal as an intent *before* the POST and its request_id as
-soon as the answer arrives, so a crash never loses a paid job. A 429 slows the whole
+Each submit is written to the journal as an intent *before* the POST and its request_id
+within SUBMITTED_FLUSH_SECONDS of its answer (with the next intent's commit, usually), so a
+crash never loses a paid job: at worst a text whose request_id was not yet written is
+submitted again, counted as possibly billed twice. A 429 slows the whole
 submit class (:mod:`batch_embed.ratelimit`) and is retried, never an error by itself; 5xx,
 timeouts and dropped connections are retried within the :class:`RetryPolicy`'s bounds, and
 when the request may have reached the server the text is counted as possibly billed twice.
@@ -21,6 +23,9 @@ from .ratelimit import AdaptiveLimiter
 from .records import ErrorKind
 from .retry import RetryPolicy, Verdict, classify
 from .stats import RunStats
+
+SUBMITTED_FLUSH_SECONDS = 0.05
+"""A request_id waits at most this long for the next intent's commit before it is written."""
 
 
 def may_have_reached_server(error: errors.ApiError) -> bool:
@@ -114,7 +119,8 @@ class Submitter:
                 await self._sleep(delay)
                 continue
             self._limiter.accepted()
-            self._journal.record_submitted(job.digest, handle.request_id, handle.submitted_at)
+            if self._journal.record_submitted(job.digest, handle.request_id, handle.submitted_at):
+                asyncio.get_running_loop().call_later(SUBMITTED_FLUSH_SECONDS, self._journal.flush)
             self._stats.submits_accepted += 1
             job.handle = handle
             job.request_ids.append(handle.request_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -171,3 +172,34 @@ def test_lock_released_when_holder_is_killed(tmp_path: Path) -> None:
             proc.stdout.close()
     with Journal.open(path) as journal:
         assert journal.run == 2
+
+
+def _state_on_disk(path: Path, digest: str) -> tuple[int, str | None]:
+    """What another process would read now (a crash loses anything not committed)."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        state, request_id = db.execute(
+            "SELECT state, request_id FROM texts WHERE hash=?", (digest,)
+        ).fetchone()
+    return int(state), request_id
+
+
+def test_request_ids_are_buffered_until_the_next_intent_or_flush(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    a, b, c = text_hash("a"), text_hash("b"), text_hash("c")
+    with Journal.open(path) as journal:
+        journal.record_intent([a])
+        assert journal.record_submitted(a, "req-a", 10.0) is True  # the caller arranges a flush
+        assert _state_on_disk(path, a) == (TextState.INTENT, None)  # a crash now: resubmitted
+        record = journal.text(a)  # ... but this run sees it at once
+        assert record is not None and record.state is TextState.SUBMITTED
+        assert (record.request_id, record.submitted_at) == ("req-a", 10.0)
+        journal.record_intent([b])  # one commit writes b's intent and a's request_id
+        assert _state_on_disk(path, a) == (TextState.SUBMITTED, "req-a")
+        assert journal.record_submitted(b, "req-b", 11.0) is True
+        assert journal.record_submitted(c, "req-c", 12.0) is False  # a flush is already due
+        journal.flush()
+        assert _state_on_disk(path, b) == (TextState.SUBMITTED, "req-b")
+        journal.record_intent([a])  # a resubmit: the old request_id is forgotten
+        journal.record_submitted(a, "req-a2", 13.0)
+    # closing writes what is buffered
+    assert _state_on_disk(path, a) == (TextState.SUBMITTED, "req-a2")
