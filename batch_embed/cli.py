@@ -18,8 +18,10 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import orjson
 
@@ -39,9 +41,14 @@ EXIT_CODES = {
     Outcome.LEDGER_MISMATCH: EXIT_BUG,
 }
 
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers
+
 EMULATE_SUBMIT_LIMIT = "50/s"
 EMULATE_READ_LIMIT = "100/s"
 EMULATE_KEY = "emulator-key"
+SHOWN_ERRORS = 5
+"""How many row errors the end-of-run report quotes (the rest are in the errors output)."""
+SCANNED_ERRORS = 10_000
 
 RUN_EPILOG = f"""\
 examples:
@@ -143,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"{DEFAULT_READ_RATE:g}; with --emulate, the emulator's limit)",
     )
     run.add_argument(
+        "--shared-limit",
+        action="store_true",
+        help="your plan's --rpm counts every request, status polls and result fetches too: "
+        "one budget for all (--read-rate is then not used)",
+    )
+    run.add_argument(
         "--max-in-flight",
         type=_positive_int,
         default=DEFAULT_MAX_IN_FLIGHT,
@@ -196,12 +209,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .emulator.cli import main as emulator_main
 
         return emulator_main(args_list[1:])
-    parser = build_parser()
-    args = parser.parse_args(args_list)
+    # Until the run installs its own handlers (after --emulate's emulator has started),
+    # SIGTERM acts as SIGINT: asyncio.run cancels the start cleanly, and the exit code is 5.
+    previous = _sigterm_as_sigint()
     try:
+        parser = build_parser()
+        args = parser.parse_args(args_list)
         return asyncio.run(_run(args))
     except KeyboardInterrupt:
+        print("\nbatch-embed: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_as_sigint() -> _Handler | None:
+    """Make SIGTERM raise SIGINT (asyncio.run turns it into a clean cancel); the old handler."""
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        signal.raise_signal(signal.SIGINT)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, forward)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
+    return signal.SIG_DFL if previous is None else previous
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -218,6 +251,7 @@ async def _run(args: argparse.Namespace) -> int:
                 api_key=api_key,
                 rpm=rpm,
                 read_rate=read_rate,
+                shared_limit=args.shared_limit,
                 max_in_flight=args.max_in_flight,
                 truncate=args.truncate,
                 fresh=args.fresh,
@@ -240,6 +274,11 @@ async def _run(args: argparse.Namespace) -> int:
 @contextlib.asynccontextmanager
 async def _api(args: argparse.Namespace) -> AsyncIterator[tuple[str, str | None, float, float]]:
     """Yield (base_url, key, rpm, read_rate): the real API, or a started emulator."""
+    if args.shared_limit and args.read_rate is not None:
+        raise ConfigError(
+            "--shared-limit and --read-rate conflict: with a shared limit, polls and fetches "
+            "use the --rpm budget"
+        )
     if not args.emulate:
         if not os.environ.get(API_KEY_ENV):
             raise ConfigError(
@@ -292,12 +331,40 @@ def _install_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(signum, handle, signum)
 
 
+def _first_errors(path: Path, limit: int) -> list[str]:
+    """The messages of the first ``limit`` row errors (aborted rows left out: the reason is
+    printed once), each naming its file and line or row; best effort, never raises."""
+    shown: list[str] = []
+    try:
+        with open(path, "rb") as file:
+            for number, line in enumerate(file):
+                if len(shown) >= limit or number >= SCANNED_ERRORS:
+                    break
+                try:
+                    record = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if type(record) is not dict or record.get("kind") == "aborted":
+                    continue
+                source, location = record.get("source"), record.get("location")
+                message = str(record.get("message"))
+                if not message.startswith(f"{source}, "):
+                    message = f"{source}, {location}: {message}"
+                shown.append(message)
+    except OSError:
+        pass
+    return shown
+
+
 def _report(result: RunResult, summary_json: Path | None) -> None:
     stats = result.stats
     out = sys.stderr
     for line in stats.summary_lines():
         print(f"batch-embed: {line}", file=out)
     layout = result.layout
+    if stats.rows_failed:
+        for line in _first_errors(layout.errors, SHOWN_ERRORS):
+            print(f"batch-embed: failed: {line}", file=out)
     print(f"batch-embed: output {layout.output}; errors {layout.errors}", file=out)
     if result.reason:
         print(f"batch-embed: run stopped: {result.reason}", file=out)

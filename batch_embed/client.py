@@ -134,6 +134,7 @@ class _Answer:
     status: int
     raw: bytes
     retry_after: str | None
+    location: str | None
 
 
 def _what(method: str, url: str) -> str:
@@ -380,9 +381,17 @@ class SegmindClient:
             data = orjson.dumps(payload)
             headers = self._json_headers
         try:
-            async with self._session.request(method, url, data=data, headers=headers) as resp:
+            # Redirects are never followed: aiohttp would carry x-api-key to any origin.
+            async with self._session.request(
+                method, url, data=data, headers=headers, allow_redirects=False
+            ) as resp:
                 return _Answer(
-                    method, url, resp.status, await resp.read(), resp.headers.get("Retry-After")
+                    method,
+                    url,
+                    resp.status,
+                    await resp.read(),
+                    resp.headers.get("Retry-After"),
+                    resp.headers.get("Location"),
                 )
         except TimeoutError as err:
             raise errors.RequestTimeout(
@@ -430,6 +439,13 @@ class SegmindClient:
                 status=status,
                 request_id=request_id,
                 body_excerpt=self._excerpt(raw),
+            )
+        if 300 <= status < 400:
+            target = self._excerpt(answer.location or "")
+            raise errors.ForeignOrigin(
+                f"{what}: HTTP {status} redirect to {target!r} not followed: the key is sent "
+                f"only to {self.root!r}",
+                request_id=request_id,
             )
         detail = None
         if isinstance(body, dict) and body.get("error") is not None:

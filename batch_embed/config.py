@@ -32,6 +32,9 @@ class RunConfig:
     api_key: str | None = field(default=None, repr=False)
     rpm: float = DEFAULT_RPM
     read_rate: float = DEFAULT_READ_RATE
+    shared_limit: bool = False
+    """The plan's ``rpm`` counts every request (polls and fetches too): one budget for all,
+    and ``read_rate`` is not used."""
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     truncate: bool = False
     fresh: bool = False

@@ -110,7 +110,11 @@ class _Run:
         loop = asyncio.get_running_loop()
         clock = loop.time
         self.submit_limiter = AdaptiveLimiter(RateController(config.submit_rate), clock=clock)
-        self.read_limiter = AdaptiveLimiter(RateController(config.read_rate), clock=clock)
+        self.read_limiter = (
+            self.submit_limiter
+            if config.shared_limit
+            else AdaptiveLimiter(RateController(config.read_rate), clock=clock)
+        )
         self.submitter = Submitter(
             client=client,
             limiter=self.submit_limiter,
@@ -120,6 +124,7 @@ class _Run:
             stats=stats,
             workers=min(config.max_in_flight, 64),
             clock=clock,
+            halted=lambda: self.stopping,
         )
         self.poller = Poller(
             client=client,

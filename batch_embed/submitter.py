@@ -51,8 +51,10 @@ class Submitter:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        halted: Callable[[], bool] = lambda: False,
     ) -> None:
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._halted = halted
         self._client = client
         self._limiter = limiter
         self._journal = journal
@@ -63,7 +65,13 @@ class Submitter:
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
-        self.stopped = False
+        self._stopped = False
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` was called or ``halted()`` says so (a signal, an abort):
+        checked right before every POST, so nothing is sent after a stop is known."""
+        return self._stopped or self._halted()
 
     async def run(self) -> None:
         """Run the worker pool until cancelled."""
@@ -73,7 +81,7 @@ class Submitter:
 
     def stop(self) -> None:
         """Submit nothing more; queued jobs are left for the pipeline to account for."""
-        self.stopped = True
+        self._stopped = True
 
     async def _worker(self) -> None:
         while True:

@@ -192,6 +192,7 @@ def run_batch_embed(
     rpm: float,
     read_rate: float,
     max_in_flight: int = 512,
+    shared_limit: bool = False,
     model: str = SLUG,
     sample: bool = False,
     profile: Path | None = None,
@@ -211,6 +212,7 @@ def run_batch_embed(
             rpm=rpm,
             read_rate=read_rate,
             max_in_flight=max_in_flight,
+            shared_limit=shared_limit,
             allow_insecure_http=True,
         )
         emu.reset()

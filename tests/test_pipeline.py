@@ -151,6 +151,26 @@ async def test_a_limit_below_the_configured_rate_settles_with_few_429s(tmp_path:
     assert throttled < 0.25 * 240, throttled
 
 
+async def test_a_shared_limit_is_one_budget_for_submits_and_reads(tmp_path: Path) -> None:
+    rows = corpus(60)
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.parquet"
+    rate = 50.0  # requests/s of every kind together; run_config's read_rate (400/s) is unused
+    async with Emulator(EmulatorConfig(latency=FAST)) as emu:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        result = await embed(config(emu.url, [source], out, rpm=rate * 60, shared_limit=True))
+        elapsed = loop.time() - started
+        stats = emu.stats()
+    assert result.outcome is Outcome.COMPLETED
+    assert_vectors(output_rows(result.layout), {r["id"]: r["text"] for r in rows})
+    requests = stats["requests_total"]
+    assert requests >= 3 * 60  # a submit, a poll and a fetch per text
+    # Never faster than the one budget (plus the limiter's 20 ms burst): two budgets would
+    # have let the reads go at 400/s.
+    assert requests <= rate * elapsed + 2, (requests, elapsed)
+
+
 async def test_rerun_skips_committed_rows_and_pays_nothing(tmp_path: Path) -> None:
     rows = corpus(50)
     source = write_jsonl(tmp_path / "in.jsonl", rows)

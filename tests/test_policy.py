@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
+from aiohttp import web
 
-from batch_embed import Outcome, RunConfig, embed
+from batch_embed import Outcome, RunConfig, embed, pipeline
+from batch_embed.client import SegmindClient, Timeouts
 from batch_embed.emulator import Emulator, EmulatorConfig
 from batch_embed.pipeline import RunResult
 from batch_embed.retry import RetryPolicy
@@ -222,3 +226,44 @@ async def test_bad_outputs_are_error_rows_quoting_the_body(tmp_path: Path) -> No
         assert record["request_ids"]
     garbage = str(errors[93]["message"])
     assert len(garbage) < 400  # the body is quoted, not dumped
+
+
+async def test_timeouts_alone_are_retried_then_an_error_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RunConfig has no request-timeout setting: give the run's client 0.3 s timeouts.
+    short = Timeouts(total=0.3, connect=0.3, read=0.3)
+    monkeypatch.setattr(pipeline, "SegmindClient", functools.partial(SegmindClient, timeouts=short))
+    doomed = "this text's submit is never answered in time"
+    rows = [*corpus(20), {"id": 99, "text": doomed}]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    # Transient: 15% of all answers come 0.6-0.8 s late (the emulator's slow_rate switch).
+    emulator = Emulator(EmulatorConfig(latency=FAST, slow_rate=0.15, slow=(0.6, 0.8), seed=5))
+    # Persistent: the doomed text's submit always answers 0.6 s late. ([[slow:S]] cannot do
+    # this: it sets the job's latency, and a slow job answers its status polls at once.)
+    doomed_submits = 0
+
+    @web.middleware
+    async def late(request: web.Request, handler: Any) -> web.StreamResponse:
+        nonlocal doomed_submits
+        if request.method == "POST" and doomed.encode() in await request.read():
+            doomed_submits += 1
+            await asyncio.sleep(0.6)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    emulator.app.middlewares.append(late)
+    retry = RetryPolicy(base=0.01, cap=0.05, max_attempts=6, max_elapsed=20.0)
+    async with emulator as emu:
+        result = await embed(config(emu.url, source, tmp_path / "out.parquet", retry=retry))
+        stats = emu.stats()
+    got, errors = check_accounted(result, rows)
+    assert result.outcome is Outcome.ROWS_FAILED
+    assert len(got) == 20 and list(errors) == [99]
+    # Some answers to the good rows timed out too, and were retried (beyond the doomed ones).
+    assert stats["faults"]["slow"] > 0 and result.stats.retries > retry.max_attempts - 1
+    record = errors[99]
+    assert record["kind"] == "retries_exhausted" and record["http_status"] is None
+    assert "timed out" in str(record["message"])
+    assert record["attempts"] == doomed_submits == retry.max_attempts
+    assert result.stats.possibly_billed_twice >= 1  # a timed-out submit may have been billed

@@ -20,6 +20,9 @@ from batch_embed.ratelimit import (
     AdaptiveLimiter,
     RateController,
 )
+from batch_embed.ratelimit import (
+    PACE_SHARE as PACE,
+)
 
 # The share kept after a 429 that comes before anything was measured (BETA if the module
 # does not distinguish that case).
@@ -232,7 +235,7 @@ class FakeTime:
         await asyncio.sleep(0)
 
 
-async def test_sequential_acquires_are_spaced_one_over_rate() -> None:
+async def test_sequential_acquires_are_spaced_just_under_the_rate() -> None:
     rate = 200.0
     fake = FakeTime()
     limiter = AdaptiveLimiter(RateController(rate), clock=fake, sleep=fake.sleep)
@@ -241,9 +244,9 @@ async def test_sequential_acquires_are_spaced_one_over_rate() -> None:
         await limiter.acquire()
         starts.append(fake.now)
     assert limiter.acquired == 20
-    assert fake.sleeps == pytest.approx([1 / rate] * 19)
+    assert fake.sleeps == pytest.approx([1 / (rate * PACE)] * 19)
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert gaps == pytest.approx([1 / rate] * 19)
+    assert gaps == pytest.approx([1 / (rate * PACE)] * 19)
 
 
 async def test_concurrent_acquires_reserve_consecutive_slots() -> None:
@@ -252,7 +255,7 @@ async def test_concurrent_acquires_reserve_consecutive_slots() -> None:
     limiter = AdaptiveLimiter(RateController(rate), clock=fake, sleep=fake.sleep)
     await asyncio.gather(*(limiter.acquire() for _ in range(20)))
     assert limiter.acquired == 20
-    assert sorted(fake.sleeps) == pytest.approx([i / rate for i in range(1, 20)])
+    assert sorted(fake.sleeps) == pytest.approx([i / (rate * PACE) for i in range(1, 20)])
 
 
 async def test_an_idle_limiter_does_not_bank_a_burst() -> None:
@@ -263,7 +266,7 @@ async def test_an_idle_limiter_does_not_bank_a_burst() -> None:
     await limiter.acquire()
     await limiter.acquire()
     await limiter.acquire()
-    assert fake.sleeps == pytest.approx([1 / 200.0] * 2)
+    assert fake.sleeps == pytest.approx([1 / (200.0 * PACE)] * 2)
 
 
 async def test_spacing_widens_after_a_429() -> None:
@@ -283,8 +286,8 @@ async def test_spacing_widens_after_a_429() -> None:
     # (growing back slowly, never faster than max_rate)
     assert len(fake.sleeps) >= 4
     for gap in fake.sleeps:
-        assert 1 / rate < gap <= 1 / cut + 1e-12
-        assert gap == pytest.approx(1 / cut, rel=0.05)
+        assert 1 / rate < gap <= 1 / (cut * PACE) + 1e-12
+        assert gap == pytest.approx(1 / (cut * PACE), rel=0.05)
 
 
 async def test_retry_after_holds_the_next_acquire() -> None:
@@ -299,7 +302,7 @@ async def test_retry_after_holds_the_next_acquire() -> None:
     assert fake.sleeps == pytest.approx([2.0])
     await limiter.acquire()  # after the hold, pacing resumes at the (cut) rate
     assert len(fake.sleeps) == 2
-    assert 1 / 200.0 < fake.sleeps[-1] <= 1 / (200.0 * BLIND) + 1e-12
+    assert 1 / 200.0 < fake.sleeps[-1] <= 1 / (200.0 * BLIND * PACE) + 1e-12
 
 
 async def test_a_hold_extended_during_the_wait_is_honoured() -> None:
