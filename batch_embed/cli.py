@@ -156,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
         "one budget for all (--read-rate is then not used)",
     )
     run.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="one HTTP request may take this long in all; a timeout is retried like a 5xx "
+        "(default: 60)",
+    )
+    run.add_argument(
         "--max-in-flight",
         type=_positive_int,
         default=DEFAULT_MAX_IN_FLIGHT,
@@ -252,6 +260,7 @@ async def _run(args: argparse.Namespace) -> int:
                 rpm=rpm,
                 read_rate=read_rate,
                 shared_limit=args.shared_limit,
+                request_timeout=args.timeout,
                 max_in_flight=args.max_in_flight,
                 truncate=args.truncate,
                 fresh=args.fresh,

@@ -45,13 +45,23 @@ class RunConfig:
     commit_interval: float = 60.0
     """Commit a part at least this often (seconds), so slow runs keep what they paid for."""
     grace_seconds: float = 30.0
+    request_timeout: float = 60.0
+    """Seconds one HTTP exchange may take in all (connecting at most 10 of them); a request
+    that times out is retried like a 5xx."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def __post_init__(self) -> None:
         if not self.inputs:
             raise ConfigError("inputs: give at least one input file, directory or glob")
         model_spec(self.model)
-        for name in ("rpm", "read_rate", "retention", "grace_seconds", "commit_interval"):
+        for name in (
+            "rpm",
+            "read_rate",
+            "retention",
+            "grace_seconds",
+            "commit_interval",
+            "request_timeout",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not (
                 isinstance(value, int | float) and math.isfinite(value) and value > 0

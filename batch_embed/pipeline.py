@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .client import SegmindClient
+from .client import SegmindClient, Timeouts
 from .config import RunConfig
 from .error_sink import ErrorSink
 from .errors import ApiError, ConfigError
@@ -501,6 +501,11 @@ async def embed(
         model=spec,
         max_connections=min(512, 2 * config.max_in_flight + 8),
         allow_insecure_http=config.allow_insecure_http,
+        timeouts=Timeouts(
+            total=config.request_timeout,
+            connect=min(10.0, config.request_timeout),
+            read=config.request_timeout,
+        ),
     )
     with Journal.open(layout.journal, fresh=config.fresh) as journal:
         check_meta(journal, layout, spec.slug, spec.dim, reader.key_type)

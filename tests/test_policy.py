@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-import pytest
 from aiohttp import web
 
-from batch_embed import Outcome, RunConfig, embed, pipeline
-from batch_embed.client import SegmindClient, Timeouts
+from batch_embed import Outcome, RunConfig, embed
 from batch_embed.emulator import Emulator, EmulatorConfig
 from batch_embed.pipeline import RunResult
 from batch_embed.retry import RetryPolicy
@@ -228,12 +225,7 @@ async def test_bad_outputs_are_error_rows_quoting_the_body(tmp_path: Path) -> No
     assert len(garbage) < 400  # the body is quoted, not dumped
 
 
-async def test_timeouts_alone_are_retried_then_an_error_row(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # RunConfig has no request-timeout setting: give the run's client 0.3 s timeouts.
-    short = Timeouts(total=0.3, connect=0.3, read=0.3)
-    monkeypatch.setattr(pipeline, "SegmindClient", functools.partial(SegmindClient, timeouts=short))
+async def test_timeouts_alone_are_retried_then_an_error_row(tmp_path: Path) -> None:
     doomed = "this text's submit is never answered in time"
     rows = [*corpus(20), {"id": 99, "text": doomed}]
     source = write_jsonl(tmp_path / "in.jsonl", rows)
@@ -255,7 +247,9 @@ async def test_timeouts_alone_are_retried_then_an_error_row(
     emulator.app.middlewares.append(late)
     retry = RetryPolicy(base=0.01, cap=0.05, max_attempts=6, max_elapsed=20.0)
     async with emulator as emu:
-        result = await embed(config(emu.url, source, tmp_path / "out.parquet", retry=retry))
+        result = await embed(
+            config(emu.url, source, tmp_path / "out.parquet", retry=retry, request_timeout=0.3)
+        )
         stats = emu.stats()
     got, errors = check_accounted(result, rows)
     assert result.outcome is Outcome.ROWS_FAILED
