@@ -266,7 +266,8 @@ class SegmindClient:
         assert isinstance(request_id, str) and isinstance(status_url, str)
         assert isinstance(response_url, str)
         for name, target in (("status_url", status_url), ("response_url", response_url)):
-            self._check_origin(name, target, request_id)
+            if not target.startswith(self._prefix):
+                self._check_origin(name, target, request_id)
         return JobHandle(request_id, status_url, response_url, submitted_at=sent_at)
 
     def handle(self, request_id: str, *, submitted_at: float = 0.0) -> JobHandle:
