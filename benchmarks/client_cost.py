@@ -5,7 +5,10 @@ the client is the bottleneck. CPU is ``time.process_time()`` of this process (th
 only: user + system, all threads), divided by the texts embedded. batch_embed's figure is
 end to end: reading, journal, submits, polls, fetches, vector parsing, Parquet writing.
 The SDK decodes the output the natural way (``json.loads`` of the output string, a list).
-A second batch_embed run under cProfile shows where its CPU goes (top 15, cumulative).
+A third client, ``aiohttp floor``, is the least any aiohttp client can spend: per text one
+bare submit, status polls until COMPLETED, one result read, nothing decoded, journalled or
+written (the same connection pool size and concurrency). A second batch_embed run under
+cProfile shows where its CPU goes (top 15, cumulative).
 
     python benchmarks/client_cost.py [--texts 2000] [--quick]
 """
@@ -19,7 +22,56 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import emulator, print_table, run_batch_embed, run_sdk, texts, verdict, write_results
+from _common import (
+    ClientRun,
+    EmulatorProcess,
+    emulator,
+    print_table,
+    run_batch_embed,
+    run_sdk,
+    texts,
+    verdict,
+    write_results,
+)
+
+
+def run_aiohttp_floor(emu: EmulatorProcess, items: list[str], concurrency: int = 256) -> ClientRun:
+    """Three bare aiohttp exchanges per text (submit, poll until done, read the result)."""
+    import asyncio
+    import time
+
+    import aiohttp
+    import orjson
+
+    async def main() -> int:
+        headers = {"x-api-key": "bench"}
+        post_headers = {**headers, "Content-Type": "application/json"}
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            gate = asyncio.Semaphore(concurrency)
+
+            async def one(text: str) -> bool:
+                async with gate:
+                    body = orjson.dumps({"prompt": text})
+                    url = f"{emu.url}/v2/text-embedding-3-large"
+                    async with session.post(url, data=body, headers=post_headers) as resp:
+                        job = orjson.loads(await resp.read())
+                    while True:
+                        async with session.get(job["status_url"], headers=headers) as resp:
+                            state = orjson.loads(await resp.read())["status"]
+                        if state == "COMPLETED":
+                            break
+                        await asyncio.sleep(0.01)
+                    async with session.get(job["response_url"], headers=headers) as resp:
+                        return len(await resp.read()) > 0
+
+            return sum(await asyncio.gather(*(one(t) for t in items)))
+
+    emu.reset()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    done = asyncio.run(main())
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return ClientRun("aiohttp floor", len(items), done, len(items) - done, wall, cpu, emu.stats())
 
 
 def main() -> int:
@@ -44,6 +96,7 @@ def main() -> int:
                 threads=args.sdk_threads,
                 interval=args.sdk_interval,
             ),
+            run_aiohttp_floor(emu, texts(args.texts, "cost floor")),
         ]
         with tempfile.TemporaryDirectory() as tmp:
             prof = Path(tmp) / "be.prof"
@@ -82,11 +135,14 @@ def main() -> int:
         if "ncalls" in profile_text
         else profile_text
     )
-    be, sdk = rows
+    be, sdk, floor = rows
     targets = [
         {
             "target": "client CPU <= 0.5 ms per text (end to end)",
-            "value": f"{be['cpu_ms_per_text']} (SDK {sdk['cpu_ms_per_text']})",
+            "value": (
+                f"{be['cpu_ms_per_text']} (SDK {sdk['cpu_ms_per_text']}, "
+                f"bare aiohttp {floor['cpu_ms_per_text']})"
+            ),
             "result": verdict(be["cpu_ms_per_text"] <= 0.5),
         }
     ]
