@@ -242,6 +242,13 @@ class Journal:
                 verdicts.append(verdict)
         return verdicts
 
+    def row_location(self, key: RowKey) -> str | None:
+        """Where the row with this key was read (``<file>, line N``), or None."""
+        found = self._conn.execute(
+            "SELECT source, location FROM rows WHERE key=?", (key,)
+        ).fetchone()
+        return None if found is None else f"{found[0]}, {found[1]}"
+
     def mark_rows(self, keys: Iterable[RowKey], state: RowState) -> None:
         """Set the state of rows (COMMITTED after a part commit, FAILED once recorded)."""
         with self._tx():

@@ -190,8 +190,10 @@ class _Run:
                     source=row.source,
                     location=row.location,
                     kind=ErrorKind.DUPLICATE_ID,
-                    message=f"{row.source}, {row.location}: id {row.key!r} was already used by an "
-                    "earlier row with a different text; this row is not embedded",
+                    message=f"{row.source}, {row.location}, field {self.config.id_field!r}: "
+                    f"id {row.key!r} was already used by "
+                    f"{self.journal.row_location(row.key) or 'an earlier row'} with a different "
+                    "text; this row is not embedded",
                     field=self.config.id_field,
                 )
             )

@@ -143,6 +143,10 @@ class RunStats:
             + (f", re-attached {self.reattached}" if self.reattached else ""),
             f"wall {d['wall_seconds']} s, {d['rows_per_second']} rows/s",
         ]
+        if self.truncated:
+            lines.append(
+                f"truncated {self.truncated} texts to the model's token limit (--truncate)"
+            )
         if self.changed_rows or self.vanished_rows:
             lines.append(
                 f"input changed since the last run: {self.changed_rows} rows with a new text "

@@ -133,7 +133,7 @@ ROW_CASES = {
         "duplicate_id",
         "id",
         1,
-        "id 1 was already used by an earlier row with a different text",
+        f"id 1 was already used by {SOURCE}, line 2 with a different text",
     ),
 }
 
@@ -145,13 +145,7 @@ def test_a_bad_row_is_an_error_row_and_the_good_rows_are_embedded(
     done = run_emulated(tmp_path, case.line)
     assert done.returncode == 3, done.stderr
     where = f"{SOURCE}, line {BAD_LINE}"
-    # The reader's messages name the field as "field 'text'"; the duplicate-id message names
-    # the id by its value instead ("id 1 was already used ...").
-    named = (
-        where
-        if case.field is None or case.kind == "duplicate_id"
-        else f"{where}, field {case.field!r}"
-    )
+    named = where if case.field is None else f"{where}, field {case.field!r}"
     assert f"{named}: " in done.stderr and case.says in done.stderr, done.stderr
     errors = check_good_rows(tmp_path)
     assert list(errors) == [case.key]
@@ -175,6 +169,7 @@ def test_a_text_over_the_token_limit_is_embedded_truncated_with_truncate(tmp_pat
     assert {r["id"]: r["text_sha256"] for r in table}[99] == text_hash(cut)
     result = summary(tmp_path)
     assert result["truncated"] == 1
+    assert "truncated 1 texts to the model's token limit" in done.stderr
     assert result["files"][SOURCE] == {"read": 6, "embedded": 6, "failed": 0, "skipped": 0}
 
 
