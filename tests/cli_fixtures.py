@@ -14,6 +14,26 @@ import orjson
 from batch_embed.layout import layout_for
 
 
+def cli_command(source: Path, out: Path, url: str, summary: Path | None, *extra: str) -> list[str]:
+    """``python -m batch_embed run`` on ``source`` against ``url``, quiet, ids from ``id``."""
+    return [
+        sys.executable,
+        "-m",
+        "batch_embed",
+        "run",
+        str(source),
+        "--output",
+        str(out),
+        "--id-field",
+        "id",
+        "--base-url",
+        url,
+        "--quiet",
+        *(["--summary-json", str(summary)] if summary is not None else []),
+        *extra,
+    ]
+
+
 class EmulatorProcess:
     """``python -m batch_embed.emulator --port 0`` in a subprocess; ``url`` once listening."""
 

@@ -6,7 +6,6 @@ import asyncio
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from batch_embed import JournalLocked, Outcome, RunConfig, embed
 from batch_embed.emulator import Emulator, EmulatorConfig
 from batch_embed.layout import layout_for
-from tests.cli_fixtures import EmulatorProcess, cli_env, journal_count
+from tests.cli_fixtures import EmulatorProcess, cli_command, cli_env, journal_count
 from tests.pipeline_fixtures import (
     FAST,
     assert_vectors,
@@ -171,19 +170,11 @@ def test_sigkilled_runs_resume_every_row_once_paying_nothing_twice(tmp_path: Pat
     out = tmp_path / "out.parquet"
     parts = layout_for(out).parts_dir
     with EmulatorProcess("--latency", "0.3-0.9", "--api-key", KEY, "--seed", "5") as emu:
-        command = [
-            sys.executable,
-            "-m",
-            "batch_embed",
-            "run",
-            str(source),
-            "--output",
-            str(out),
-            "--id-field",
-            "id",
-            "--base-url",
+        command = cli_command(
+            source,
+            out,
             emu.url,
-            "--quiet",
+            None,
             "--max-in-flight",
             "24",
             "--rpm",
@@ -192,7 +183,7 @@ def test_sigkilled_runs_resume_every_row_once_paying_nothing_twice(tmp_path: Pat
             "300",
             "--rows-per-part",
             "16",
-        ]
+        )
 
         def start() -> subprocess.Popen[bytes]:
             return subprocess.Popen(

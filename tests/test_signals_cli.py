@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_embed.layout import layout_for
-from tests.cli_fixtures import EmulatorProcess, cli_env, journal_count
+from tests.cli_fixtures import EmulatorProcess, cli_command, cli_env, journal_count
 from tests.pipeline_fixtures import (
     FAST,
     assert_vectors,
@@ -89,26 +89,6 @@ class CliRun:
             self.proc.kill()
         self.proc.wait()
         self._stderr.close()
-
-
-def cli_command(source: Path, out: Path, url: str, summary: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "batch_embed",
-        "run",
-        str(source),
-        "--output",
-        str(out),
-        "--id-field",
-        "id",
-        "--base-url",
-        url,
-        "--quiet",
-        "--summary-json",
-        str(summary),
-        *extra,
-    ]
 
 
 def jobs_created(emu: EmulatorProcess) -> int:
