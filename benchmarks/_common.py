@@ -312,8 +312,11 @@ def fmt(value: Any) -> str:
 
 
 def write_results(name: str, report: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    """Write ``results/<name>.json``; a ``--quick`` run writes ``results/quick/`` instead, so
+    it never replaces the full figures the README quotes."""
+    folder = RESULTS / "quick" if "--quick" in sys.argv[1:] else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps({"benchmark": name, **machine(), **report}, indent=2) + "\n")
     os.replace(tmp, path)
