@@ -312,8 +312,7 @@ class Journal:
         Request_ids waiting in the buffer (:meth:`record_submitted`) go in the same
         transaction: one commit per submit instead of two.
         """
-        with self._tx():
-            self._write_submitted()
+        with self._tx():  # which writes the buffered request_ids first
             self._conn.executemany(
                 "INSERT INTO texts(hash, state, submits) VALUES(?, 0, 1) "
                 "ON CONFLICT(hash) DO UPDATE SET state=0, request_id=NULL, submits=submits+1",
@@ -335,8 +334,8 @@ class Journal:
     def flush(self) -> None:
         """Write the buffered request_ids now (any other write or read does it first)."""
         if self._submitted:
-            with self._tx():
-                self._write_submitted()
+            with self._tx():  # a transaction writes the buffer first; nothing else to do
+                pass
 
     def _write_submitted(self) -> None:
         if self._submitted:
@@ -344,7 +343,6 @@ class Journal:
                 "UPDATE texts SET state=1, request_id=?, submitted_at=? WHERE hash=?",
                 ((rid, at, digest) for digest, (rid, at) in self._submitted.items()),
             )
-            self._submitted.clear()
 
     def record_not_sent(self, digest: str) -> None:
         """Undo an intent whose submit provably never reached the server (not paid)."""
@@ -399,7 +397,8 @@ class Journal:
 class _Transaction:
     """BEGIN ... COMMIT (ROLLBACK on error) around a block; the connection is autocommit.
 
-    Buffered request_ids are written first, so every transaction sees them.
+    Buffered request_ids are written first, so every transaction sees them, and leave the
+    buffer only once the COMMIT succeeded.
     """
 
     __slots__ = ("_conn", "_journal")
@@ -418,7 +417,11 @@ class _Transaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        if exc_type is not None:
+            self._conn.execute("ROLLBACK")  # buffered request_ids stay buffered
+            return
+        self._conn.execute("COMMIT")
+        self._journal._submitted.clear()  # written by __enter__, now durable
 
 
 def wall_clock() -> float:

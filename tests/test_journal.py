@@ -203,3 +203,16 @@ def test_request_ids_are_buffered_until_the_next_intent_or_flush(tmp_path: Path)
         journal.record_submitted(a, "req-a2", 13.0)
     # closing writes what is buffered
     assert _state_on_disk(path, a) == (TextState.SUBMITTED, "req-a2")
+
+
+def test_a_failed_transaction_keeps_the_buffered_request_ids(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    a = text_hash("a")
+    with Journal.open(path) as journal:
+        journal.record_intent([a])
+        journal.record_submitted(a, "req-a", 10.0)
+        with pytest.raises(sqlite3.Error):  # a key sqlite cannot bind: the block rolls back
+            journal.mark_rows([object()], RowState.FAILED)  # type: ignore[list-item]
+        assert _state_on_disk(path, a) == (TextState.INTENT, None)
+        journal.flush()
+        assert _state_on_disk(path, a) == (TextState.SUBMITTED, "req-a")
