@@ -6,7 +6,8 @@ the class may use. A 429 starts a *congestion episode*: the rate drops to the lo
 the rate the server actually accepted over the last
 ``MEASURE_SECONDS`` (under a sliding-window limit that is the real limit, so one episode
 is enough to settle), once per episode (the 429s of requests already in the air
-belong to the same episode), and a ``Retry-After`` pauses the whole class until then.
+belong to the same episode), and a ``Retry-After`` pauses the whole class until then
+(a one-second one only when the 429 repeats: :meth:`RateController.on_throttled`).
 Between 429s the rate grows back along a cubic curve (as TCP CUBIC does): quickly to just
 under the rate that last hit the limit, a plateau there, then faster probing beyond it, up
 to the configured rate. The class therefore settles just under the server's real limit
@@ -48,6 +49,8 @@ MEASURE_REQUESTS = 20.0
 """... and over a window long enough to hold about this many requests."""
 CEILING_BURST = 0.02
 """The hard ceiling lets through at most this many seconds' worth of requests at once."""
+SHORT_RETRY_AFTER = 1.0
+"""A Retry-After up to this long pauses only its own request, unless 429s repeat."""
 PACE_SHARE = 0.99
 """Requests are spaced for this share of the allowed rate. At exactly a sliding window's
 limit, the request that closes a window arrives as its first one leaves it, and any jitter
@@ -129,11 +132,18 @@ class RateController:
         return len(self._accepted) / self.measure_window
 
     def on_throttled(self, now: float, retry_after: float | None) -> None:
-        """Record a 429 at ``now``: pause for Retry-After, cut the rate once per episode."""
+        """Record a 429 at ``now``: cut the rate once per episode; pause for Retry-After.
+
+        A Retry-After of over SHORT_RETRY_AFTER pauses the whole class. A shorter one (an
+        integer header cannot say less than 1 s, even when a sliding window frees a slot in
+        milliseconds) pauses only the throttled request, as its caller does, unless the 429
+        repeats within the episode: then the window really is full and the class pauses.
+        """
         self.throttled += 1
-        if retry_after is not None:
+        repeat = now < self._episode_until
+        if retry_after is not None and (retry_after > SHORT_RETRY_AFTER or repeat):
             self.hold_until = max(self.hold_until, now + retry_after)
-        if now < self._episode_until:
+        if repeat:
             return
         hit = self.current(now)
         measured = self.accepted_rate(now)

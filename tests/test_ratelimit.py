@@ -81,6 +81,17 @@ def test_a_blind_429_cuts_once_per_episode() -> None:
         ctl.on_throttled(T0 + dt, None)
         assert ctl.episodes == 1
     assert ctl.throttled == 5
+
+
+def test_a_one_second_retry_after_pauses_the_class_only_when_429s_repeat() -> None:
+    ctl = RateController(max_rate=10.0)
+    ctl.on_throttled(T0, 1.0)  # the first 429 of an episode: only its request waits
+    assert ctl.hold_until == 0.0 and ctl.episodes == 1
+    ctl.on_throttled(T0 + 0.2, 1.0)  # another within the episode: the window is full
+    assert ctl.hold_until == T0 + 1.2 and ctl.episodes == 1
+    later = RateController(max_rate=10.0)
+    later.on_throttled(T0, 1.5)  # more than a second pauses the class at once
+    assert later.hold_until == T0 + 1.5
     assert ctl.current(T0 + 0.01) < 10.0 * BLIND * 1.01
 
 
@@ -309,7 +320,7 @@ async def test_a_hold_extended_during_the_wait_is_honoured() -> None:
     fake = FakeTime()
     ctl = RateController(200.0)
     limiter = AdaptiveLimiter(ctl, clock=fake, sleep=fake.sleep)
-    ctl.on_throttled(fake.now, 1.0)
+    ctl.on_throttled(fake.now, 2.0)
 
     def extend_once(t: FakeTime) -> None:
         t.on_sleep = None
@@ -317,8 +328,8 @@ async def test_a_hold_extended_during_the_wait_is_honoured() -> None:
 
     fake.on_sleep = extend_once
     await limiter.acquire()
-    assert fake.now >= ctl.hold_until == pytest.approx(1004.0)
-    assert sum(fake.sleeps) == pytest.approx(4.0, abs=0.02)
+    assert fake.now >= ctl.hold_until == pytest.approx(1005.0)
+    assert sum(fake.sleeps) == pytest.approx(5.0, abs=0.02)
     assert limiter.acquired == 1
 
 
