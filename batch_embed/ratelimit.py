@@ -7,7 +7,7 @@ the rate the server actually accepted over the last
 ``MEASURE_SECONDS`` (under a sliding-window limit that is the real limit, so one episode
 is enough to settle), once per episode (the 429s of requests already in the air
 belong to the same episode), and a ``Retry-After`` pauses the whole class until then
-(a one-second one only when the 429 repeats: :meth:`RateController.on_throttled`).
+(a one-second one only when 429s keep coming: :meth:`RateController.on_throttled`).
 Between 429s the rate grows back along a cubic curve (as TCP CUBIC does): quickly to just
 under the rate that last hit the limit, a plateau there, then faster probing beyond it, up
 to the configured rate. The class therefore settles just under the server's real limit
@@ -51,6 +51,8 @@ CEILING_BURST = 0.02
 """The hard ceiling lets through at most this many seconds' worth of requests at once."""
 SHORT_RETRY_AFTER = 1.0
 """A Retry-After up to this long pauses only its own request, unless 429s repeat."""
+FULL_WINDOW_429S = 3
+"""429s within one episode that show the window is full, not overflowed by a bunch."""
 PACE_SHARE = 0.99
 """Requests are spaced for this share of the allowed rate. At exactly a sliding window's
 limit, the request that closes a window arrives as its first one leaves it, and any jitter
@@ -76,6 +78,7 @@ class RateController:
     _share: float = field(default=BETA, init=False)
     _epoch: float = field(default=0.0, init=False)
     _episode_until: float = field(default=-math.inf, init=False)
+    _episode_429s: int = field(default=0, init=False)
     _accepted: deque[float] = field(default_factory=deque, init=False)
     _first_accept: float | None = field(default=None, init=False)
 
@@ -136,12 +139,16 @@ class RateController:
 
         A Retry-After of over SHORT_RETRY_AFTER pauses the whole class. A shorter one (an
         integer header cannot say less than 1 s, even when a sliding window frees a slot in
-        milliseconds) pauses only the throttled request, as its caller does, unless the 429
-        repeats within the episode: then the window really is full and the class pauses.
+        milliseconds) pauses only the throttled request, as its caller does, until the
+        episode has seen FULL_WINDOW_429S of them: then the window really is full (a few
+        requests bunched in transit overflow it only for milliseconds) and the class pauses.
         """
         self.throttled += 1
         repeat = now < self._episode_until
-        if retry_after is not None and (retry_after > SHORT_RETRY_AFTER or repeat):
+        self._episode_429s = self._episode_429s + 1 if repeat else 1
+        if retry_after is not None and (
+            retry_after > SHORT_RETRY_AFTER or self._episode_429s >= FULL_WINDOW_429S
+        ):
             self.hold_until = max(self.hold_until, now + retry_after)
         if repeat:
             return

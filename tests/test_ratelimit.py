@@ -83,12 +83,15 @@ def test_a_blind_429_cuts_once_per_episode() -> None:
     assert ctl.throttled == 5
 
 
-def test_a_one_second_retry_after_pauses_the_class_only_when_429s_repeat() -> None:
+def test_a_one_second_retry_after_pauses_the_class_only_when_429s_keep_coming() -> None:
     ctl = RateController(max_rate=10.0)
     ctl.on_throttled(T0, 1.0)  # the first 429 of an episode: only its request waits
+    ctl.on_throttled(T0 + 0.01, 1.0)  # a bunch overflowed the window: still only these
     assert ctl.hold_until == 0.0 and ctl.episodes == 1
-    ctl.on_throttled(T0 + 0.2, 1.0)  # another within the episode: the window is full
+    ctl.on_throttled(T0 + 0.2, 1.0)  # the third within the episode: the window is full
     assert ctl.hold_until == T0 + 1.2 and ctl.episodes == 1
+    ctl.on_throttled(T0 + 5.0, 1.0)  # a new episode counts afresh
+    assert ctl.hold_until == T0 + 1.2 and ctl.episodes == 2
     later = RateController(max_rate=10.0)
     later.on_throttled(T0, 1.5)  # more than a second pauses the class at once
     assert later.hold_until == T0 + 1.5
