@@ -788,8 +788,10 @@ def cli_storm_429_with_retry_after(lab: Lab) -> Scenario:
 
 @cli_scenario
 def cli_5xx_drops_and_lost_submits(lab: Lab) -> Scenario:
-    scenario = lab.scenario("5xx_drops_and_lost_submits", corpus(16), output="vectors")
+    # 32 rows: enough requests that each fault occurs (none lost in 32 submits: 0.75**32)
+    scenario = lab.scenario("5xx_drops_and_lost_submits", corpus(32), output="vectors")
     faults = ("--error-rate", "0.1", "--drop-rate", "0.1", "--lost-submit-rate", "0.25")
+    faults = (*faults, "--seed", "7")
     with EmulatorProcess("--latency", LATENCY, *faults) as emu:
         run = lab.run(scenario, emu.url, "--rows-per-part", "4")
         stats = stats_of(emu)
@@ -1051,8 +1053,8 @@ API_CASES: dict[str, ApiCase] = {
         {"retries_exhausted": 3},
     ),
     "transient_faults": ApiCase(
-        corpus(20),
-        EmulatorConfig(latency=FAST, error_rate=0.15, drop_rate=0.1, lost_submit_rate=0.2),
+        corpus(40),  # enough submits that every fault below occurs (0.8**40: never none lost)
+        EmulatorConfig(latency=FAST, error_rate=0.15, drop_rate=0.1, lost_submit_rate=0.2, seed=11),
         Outcome.COMPLETED,
         {},
         overrides={"retry": RetryPolicy(base=0.01, cap=0.05, max_attempts=12)},
