@@ -6,6 +6,7 @@ Reader -> submitter -> poller -> writer, wired in :mod:`batch_embed.pipeline`::
     result = embed_sync(RunConfig(inputs=("corpus.jsonl",), output=Path("vectors.parquet")))
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -13,17 +14,42 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-from .client import SegmindClient
-from .config import RunConfig
-from .errors import (
-    ApiError,
-    BatchEmbedError,
-    ConfigError,
-    InputError,
-    JournalLocked,
-)
-from .pipeline import Outcome, RunResult, embed, embed_sync
-from .records import ErrorKind, JobState
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .client import SegmindClient
+    from .config import RunConfig
+    from .errors import ApiError, BatchEmbedError, ConfigError, InputError, JournalLocked
+    from .pipeline import Outcome, RunResult, embed, embed_sync
+    from .records import ErrorKind, JobState
+
+# Imported on first use (PEP 562): ``import batch_embed`` stays light, so the command can
+# take charge of signals before numpy, pyarrow and aiohttp load (batch_embed.entry).
+_EXPORTS = {
+    "ApiError": "errors",
+    "BatchEmbedError": "errors",
+    "ConfigError": "errors",
+    "ErrorKind": "records",
+    "InputError": "errors",
+    "JobState": "records",
+    "JournalLocked": "errors",
+    "Outcome": "pipeline",
+    "RunConfig": "config",
+    "RunResult": "pipeline",
+    "SegmindClient": "client",
+    "embed": "pipeline",
+    "embed_sync": "pipeline",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ApiError",

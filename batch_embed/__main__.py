@@ -1,5 +1,5 @@
 """``python -m batch_embed`` runs the ``batch-embed`` command."""
 
-from .cli import main
+from .entry import main
 
 raise SystemExit(main())

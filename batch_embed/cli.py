@@ -18,16 +18,15 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 import orjson
 
 from . import __version__
 from .client import API_KEY_ENV, DEFAULT_ROOT
 from .config import DEFAULT_MAX_IN_FLIGHT, DEFAULT_READ_RATE, DEFAULT_RPM, RunConfig
+from .entry import sigterm_as_sigint
 from .errors import BatchEmbedError, ConfigError, InputError, JournalLocked
 from .models import DEFAULT_MODEL, MODELS
 from .pipeline import Outcome, RunResult, embed
@@ -40,8 +39,6 @@ EXIT_CODES = {
     Outcome.INTERRUPTED: EXIT_INTERRUPTED,
     Outcome.LEDGER_MISMATCH: EXIT_BUG,
 }
-
-_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers
 
 EMULATE_SUBMIT_LIMIT = "50/s"
 EMULATE_READ_LIMIT = "100/s"
@@ -219,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return emulator_main(args_list[1:])
     # Until the run installs its own handlers (after --emulate's emulator has started),
     # SIGTERM acts as SIGINT: asyncio.run cancels the start cleanly, and the exit code is 5.
-    previous = _sigterm_as_sigint()
+    previous = sigterm_as_sigint()
     try:
         parser = build_parser()
         args = parser.parse_args(args_list)
@@ -230,19 +227,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-def _sigterm_as_sigint() -> _Handler | None:
-    """Make SIGTERM raise SIGINT (asyncio.run turns it into a clean cancel); the old handler."""
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        signal.raise_signal(signal.SIGINT)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, forward)
-    except ValueError:  # not the main thread: leave signals alone
-        return None
-    return signal.SIG_DFL if previous is None else previous
 
 
 async def _run(args: argparse.Namespace) -> int:
