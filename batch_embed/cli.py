@@ -26,7 +26,7 @@ import orjson
 from . import __version__
 from .client import API_KEY_ENV, DEFAULT_ROOT
 from .config import DEFAULT_MAX_IN_FLIGHT, DEFAULT_READ_RATE, DEFAULT_RPM, RunConfig
-from .entry import sigterm_as_sigint
+from .entry import interruptible
 from .errors import BatchEmbedError, ConfigError, InputError, JournalLocked
 from .models import DEFAULT_MODEL, MODELS
 from .pipeline import Outcome, RunResult, embed
@@ -216,17 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return emulator_main(args_list[1:])
     # Until the run installs its own handlers (after --emulate's emulator has started),
     # SIGTERM acts as SIGINT: asyncio.run cancels the start cleanly, and the exit code is 5.
-    previous = sigterm_as_sigint()
-    try:
-        parser = build_parser()
-        args = parser.parse_args(args_list)
-        return asyncio.run(_run(args))
-    except KeyboardInterrupt:
-        print("\nbatch-embed: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    return interruptible(lambda: asyncio.run(_run(build_parser().parse_args(args_list))))
 
 
 async def _run(args: argparse.Namespace) -> int:

@@ -21,9 +21,23 @@ _SIGNALS = {signal.SIGINT, signal.SIGTERM}
 Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers
 
 
-def sigterm_as_sigint() -> Handler | None:
-    """Make SIGTERM raise SIGINT (asyncio.run turns it into a clean cancel); return the old
-    handler, or None when this is not the main thread (signals are then left alone)."""
+def interruptible(run: Callable[[], int]) -> int:
+    """Call ``run`` with SIGTERM acting as SIGINT (asyncio.run turns either into a clean
+    cancel); an interrupt that still escapes ends as a one-line "interrupted", exit 5."""
+    previous = _sigterm_as_sigint()
+    try:
+        return run()
+    except KeyboardInterrupt:
+        print("\nbatch-embed: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_as_sigint() -> Handler | None:
+    """Make SIGTERM raise SIGINT; return the old handler, or None when this is not the main
+    thread (signals are then left alone)."""
 
     def forward(signum: int, frame: FrameType | None) -> None:
         signal.raise_signal(signal.SIGINT)
@@ -35,19 +49,17 @@ def sigterm_as_sigint() -> Handler | None:
     return signal.SIG_DFL if previous is None else previous
 
 
+def _load_cli() -> Callable[[Sequence[str] | None], int]:
+    """Import the CLI with SIGINT/SIGTERM held back; one that arrived meanwhile is
+    delivered as soon as they are let through again."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        from .cli import main
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+    return main
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Load the CLI with SIGINT/SIGTERM held back, then run it."""
-    previous = sigterm_as_sigint()
-    try:
-        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-        try:
-            from .cli import main as cli_main
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-        return cli_main(argv)
-    except KeyboardInterrupt:
-        print("\nbatch-embed: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    return interruptible(lambda: _load_cli()(argv))
