@@ -266,8 +266,7 @@ class SegmindClient:
         assert isinstance(request_id, str) and isinstance(status_url, str)
         assert isinstance(response_url, str)
         for name, target in (("status_url", status_url), ("response_url", response_url)):
-            if not target.startswith(self._prefix):
-                self._check_origin(name, target, request_id)
+            self._check_origin(name, target, request_id)
         return JobHandle(request_id, status_url, response_url, submitted_at=sent_at)
 
     def handle(self, request_id: str, *, submitted_at: float = 0.0) -> JobHandle:
@@ -374,8 +373,7 @@ class SegmindClient:
         """Send one request and read its whole answer; transport failures become typed errors."""
         if self._session is None:
             raise RuntimeError("SegmindClient is not open; use 'async with SegmindClient(...)'")
-        if not url.startswith(self._prefix):  # the common case needs no URL parsing
-            self._check_origin("url", url, request_id)
+        self._check_origin("url", url, request_id)
         data = None
         headers = self._headers
         if payload is not None:
@@ -465,7 +463,8 @@ class SegmindClient:
         )
 
     def _check_origin(self, name: str, url: str, request_id: str | None) -> None:
-        if _origin(url) != self._origin:
+        # Under the root itself (the common case) needs no URL parsing.
+        if not url.startswith(self._prefix) and _origin(url) != self._origin:
             raise errors.ForeignOrigin(
                 f"{name} {url!r} is not on the API origin {self.root!r}; refusing to send the "
                 "key there",
