@@ -27,6 +27,7 @@ from . import __version__
 from .client import API_KEY_ENV, DEFAULT_ROOT
 from .config import DEFAULT_MAX_IN_FLIGHT, DEFAULT_READ_RATE, DEFAULT_RPM, RunConfig
 from .entry import interruptible
+from .error_sink import iter_errors
 from .errors import BatchEmbedError, ConfigError, InputError, JournalLocked
 from .models import DEFAULT_MODEL, MODELS
 from .pipeline import Outcome, RunResult, embed
@@ -319,22 +320,17 @@ def _first_errors(path: Path, limit: int) -> list[str]:
     printed once), each naming its file and line or row; best effort, never raises."""
     shown: list[str] = []
     try:
-        with open(path, "rb") as file:
-            for number, line in enumerate(file):
-                if len(shown) >= limit or number >= SCANNED_ERRORS:
-                    break
-                try:
-                    record = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue
-                if type(record) is not dict or record.get("kind") == "aborted":
-                    continue
-                source, location = record.get("source"), record.get("location")
-                message = str(record.get("message"))
-                if not message.startswith(f"{source}, "):
-                    message = f"{source}, {location}: {message}"
-                shown.append(message)
-    except OSError:
+        for number, record in enumerate(iter_errors(path)):
+            if len(shown) >= limit or number >= SCANNED_ERRORS:
+                break
+            if record.get("kind") == "aborted":
+                continue
+            source, location = record.get("source"), record.get("location")
+            message = str(record.get("message"))
+            if not message.startswith(f"{source}, "):
+                message = f"{source}, {location}: {message}"
+            shown.append(message)
+    except (OSError, InputError):  # a damaged errors file: show what was read
         pass
     return shown
 

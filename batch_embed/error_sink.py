@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -72,13 +73,17 @@ class ErrorSink:
 
 
 def read_errors(path: Path) -> list[dict[str, object]]:
-    """Return the records of an errors file, skipping a partial last line.
+    """Return the records of an errors file (see :func:`iter_errors`)."""
+    return list(iter_errors(path))
+
+
+def iter_errors(path: Path) -> Iterator[dict[str, object]]:
+    """Yield the records of an errors file in order, skipping a partial last line.
 
     Raises InputError (with the line number) for a complete line that is not a JSON object.
     The standard ``json`` module reads them, because orjson turns integers beyond 64 bits
     into floats, which would change such ids.
     """
-    records: list[dict[str, object]] = []
     with open(path, "rb") as file:
         for number, line in enumerate(file, start=1):
             if not line.endswith(b"\n"):
@@ -93,8 +98,7 @@ def read_errors(path: Path) -> list[dict[str, object]]:
                 ) from err
             if not isinstance(record, dict):
                 raise InputError("not a JSON object", path=str(path), location=f"line {number}")
-            records.append(record)
-    return records
+            yield record
 
 
 def _encode(record: ErrorRecord) -> bytes:
