@@ -136,6 +136,7 @@ class _Run:
             retention=config.retention,
             retention_margin=config.retention_margin,
             clock=clock,
+            draining=lambda: self.submitter.idle,
         )
         self.by_digest: dict[str, Job] = {}
         self.buffered: set[str] = set()
@@ -144,7 +145,7 @@ class _Run:
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
-        self.to_write: asyncio.Queue[tuple[Job, Vector]] = asyncio.Queue(maxsize=256)
+        self.to_write: asyncio.Queue[tuple[Job, Vector] | None] = asyncio.Queue(maxsize=256)
         self.uncommitted: list[tuple[str, str]] = []
         self.abort_reason: str | None = None
         self.read_all = False
@@ -324,29 +325,39 @@ class _Run:
         self.journal.mark_rows([row.key for row in rows], RowState.FAILED)
 
     async def write_vectors(self) -> None:
-        """The writer stage: one consumer, so the part buffer is never touched concurrently."""
+        """The writer stage: one consumer, so the part buffer is never touched concurrently.
+
+        A part is committed when it is full, or ``commit_interval`` after its first row: a
+        timer then puts a ``None`` in the queue to wake the writer (if the queue is full,
+        the writer is busy and sees the deadline at its next vector anyway).
+        """
         loop = asyncio.get_running_loop()
+        interval = self.config.commit_interval
+        queue = self.to_write
         oldest: float | None = None
         while True:
-            if oldest is not None and loop.time() - oldest >= self.config.commit_interval:
-                await self.commit()
-            timeout = None
-            if self.writer.pending:
-                oldest = oldest if oldest is not None else loop.time()
-                timeout = max(0.0, oldest + self.config.commit_interval - loop.time())
-            else:
+            if not self.writer.pending:
                 oldest = None
-            try:
-                job, vector = await asyncio.wait_for(self.to_write.get(), timeout)
-            except TimeoutError:
+            elif oldest is None:
+                oldest = loop.time()
+                loop.call_at(oldest + interval, self._wake_writer)
+            elif loop.time() - oldest >= interval:
+                await self.commit()
                 continue
+            item = await queue.get()
             try:
-                for row in job.rows:
-                    await self.add_row(row.key, row.source, job.digest, vector)
-                self.buffered.add(job.digest)
-                self.finish(job)
+                if item is not None:
+                    job, vector = item
+                    for row in job.rows:
+                        await self.add_row(row.key, row.source, job.digest, vector)
+                    self.buffered.add(job.digest)
+                    self.finish(job)
             finally:
-                self.to_write.task_done()
+                queue.task_done()
+
+    def _wake_writer(self) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self.to_write.put_nowait(None)
 
     async def add_row(self, key: RowKey, source: str, digest: str, vector: Vector) -> None:
         self.uncommitted.append((source, digest))

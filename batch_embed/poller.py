@@ -3,10 +3,11 @@
 A single heap orders all jobs by the time of their next poll; a bounded number of polls run
 at once, each under the read rate limiter (status polls and result fetches share that
 budget). The first poll of a job goes out when the learned latency says it is likely done
-(:mod:`batch_embed.poll_schedule`), later ones after growing intervals. The result is
-fetched as soon as a status says COMPLETED. A job whose submission nears the end of its
-retention is given up and submitted again (counted) before its 404; a 404 inside the hour
-is retried a few times, then the text is submitted again.
+(:mod:`batch_embed.poll_schedule`), later ones after growing intervals (shorter ones while
+the submit budget is idle: ``draining``). The result is fetched as soon as a status says
+COMPLETED. A job whose submission nears the end of its retention is given up and submitted
+again (counted) before its 404; a 404 inside the hour is retried a few times, then the text
+is submitted again.
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ class Poller:
         wall: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        draining: Callable[[], bool] = lambda: False,
     ) -> None:
         self._client = client
+        self._draining = draining
         self._limiter = limiter
         self._policy = policy
         self._events = events
@@ -128,16 +131,16 @@ class Poller:
 
     async def _poll(self, job: Job) -> None:
         assert job.handle is not None
-        await self._limiter.acquire()
+        sent_at = await self._limiter.acquire()
         age = self._wall() - job.handle.submitted_at
         self._stats.polls += 1
         job.polls += 1
         try:
             status = await self._client.status(job.handle)
         except errors.ApiError as err:
-            self._after_failure(job, err, fetch=False)
+            self._after_failure(job, err, sent_at, fetch=False)
             return
-        self._limiter.accepted()
+        self._limiter.accepted(sent_at)
         job.attempts = 0
         job.not_found = 0
         if job.polls == 1:
@@ -149,26 +152,29 @@ class Poller:
                 job, ErrorKind.FAILED, status.error or "job FAILED (no reason given)", 422
             )
         else:
-            self._reschedule_or_expire(job, self.latency.next_delay(age), fetch=False)
+            delay = self.latency.next_delay(age, draining=self._draining())
+            self._reschedule_or_expire(job, delay, fetch=False)
 
     async def _fetch(self, job: Job) -> None:
         assert job.handle is not None
-        await self._limiter.acquire()
+        sent_at = await self._limiter.acquire()
         self._stats.result_fetches += 1
         try:
             vector = await self._client.result(job.handle)
         except errors.ApiError as err:
-            self._after_failure(job, err, fetch=True)
+            self._after_failure(job, err, sent_at, fetch=True)
             return
-        self._limiter.accepted()
+        self._limiter.accepted(sent_at)
         await self._events.vector(job, vector)
 
-    def _after_failure(self, job: Job, err: errors.ApiError, *, fetch: bool) -> None:
+    def _after_failure(
+        self, job: Job, err: errors.ApiError, sent_at: float, *, fetch: bool
+    ) -> None:
         """One decision for every failed read: reschedule, resubmit, fail the row, or abort."""
         verdict = classify(err, reading=True)
         if verdict is Verdict.THROTTLED:
             self._stats.throttled_reads += 1
-            self._limiter.throttled(err.retry_after)
+            self._limiter.throttled(err.retry_after, sent_at)
             delay = err.retry_after
             if delay is None:
                 delay = self._policy.backoff(1, self._rand)

@@ -1,13 +1,16 @@
 """Rate control for one request class: adapt down on 429, probe back up, never exceed the cap.
 
 Two parts. :class:`RateController` is pure (every method takes ``now``): it holds the rate
-the class may use. A 429 starts a *congestion episode*: the rate drops to the lower of
-``BETA`` times the rate that hit the limit (half of it when nothing was measured yet) and
-the rate the server actually accepted over the last
-``MEASURE_SECONDS`` (under a sliding-window limit that is the real limit, so one episode
-is enough to settle), once per episode (the 429s of requests already in the air
-belong to the same episode), and a ``Retry-After`` pauses the whole class until then
-(a one-second one only when 429s keep coming: :meth:`RateController.on_throttled`).
+the class may use. A 429 starts a *congestion episode*, and the rate is cut once per
+episode (the 429s of requests already in the air belong to the same episode), by what the
+server accepted in the ``MEASURE_SECONDS`` before the throttled request was sent (counted
+by send time, so answers delayed by the same stall that caused the 429 do not lower it):
+less than we sent means that is its limit (a sliding window's), and the rate settles just
+under it (``MEASURED_SHARE``); all we sent means we are at the limit and a bunch in
+transit overflowed it, and the rate steps back a little (``AT_LIMIT_SHARE``); nothing
+measured yet, and it halves (``BETA_BLIND``). A ``Retry-After`` pauses the whole class
+(a one-second one, or none, only briefly and only when requests sent after the episode
+began are refused too: :meth:`RateController.on_throttled`).
 Between 429s the rate grows back along a cubic curve (as TCP CUBIC does): quickly to just
 under the rate that last hit the limit, a plateau there, then faster probing beyond it, up
 to the configured rate. The class therefore settles just under the server's real limit
@@ -52,16 +55,27 @@ CEILING_BURST = 0.02
 SHORT_RETRY_AFTER = 1.0
 """A Retry-After up to this long pauses only its own request, unless 429s repeat."""
 FULL_WINDOW_429S = 3
-"""429s within one episode that show the window is full, not overflowed by a bunch."""
+"""429s within one episode that show the window is full, not overflowed by a bunch. Only
+requests sent after the episode began count: a bunch already in the air when the first 429
+came back is one piece of evidence, however many of its requests were refused."""
+FULL_WINDOW_HOLD = 0.05
+"""The class pause at the FULL_WINDOW_429S-th 429 of an episode, doubled at each further
+one (up to the Retry-After, or SHORT_RETRY_AFTER without one)."""
 PACE_SHARE = 0.99
 """Requests are spaced for this share of the allowed rate. At exactly a sliding window's
 limit, the request that closes a window arrives as its first one leaves it, and any jitter
 makes it a 429 (with a Retry-After that pauses the class for a second): 1% under, a window
 tolerates 10 ms of bunching per second."""
+LATE_WAKE = 0.005
+"""A paced request that wakes later than this after its slot reserves a new one (once)."""
 PACING_TICK = 0.001
 """Paced requests wake on ticks of this many seconds, so one timer serves all due in a tick."""
 MEASURED_SHARE = 0.97
 """After an episode, aim this far under the measured accepted rate."""
+FULL_PACE = 0.995
+"""A measured accepted rate this close to the paced rate means nothing sent was refused..."""
+AT_LIMIT_SHARE = 0.99
+"""... and the rate steps back only this far (then grows back over RECOVERY_SECONDS)."""
 
 
 @dataclass(slots=True)
@@ -77,6 +91,7 @@ class RateController:
     _limit_rate: float | None = field(default=None, init=False)
     _share: float = field(default=BETA, init=False)
     _epoch: float = field(default=0.0, init=False)
+    _episode_start: float = field(default=-math.inf, init=False)
     _episode_until: float = field(default=-math.inf, init=False)
     _episode_429s: int = field(default=0, init=False)
     _accepted: deque[float] = field(default_factory=deque, init=False)
@@ -102,12 +117,15 @@ class RateController:
         self.rate = min(self.max_rate, max(self.min_rate, grown))
         return self.rate
 
-    def on_accepted(self, now: float) -> None:
-        """Record a request of this class that the server did not throttle."""
+    def on_accepted(self, sent_at: float) -> None:
+        """Record a request of this class, sent at ``sent_at``, that was not throttled."""
         if self._first_accept is None:
-            self._first_accept = now
-        self._accepted.append(now)
-        self._forget(now)
+            self._first_accept = sent_at
+        self._accepted.append(sent_at)
+        # Answers arrive out of send order by a round trip at most: keep two windows.
+        horizon = sent_at - 2.0 * self.measure_window
+        while self._accepted and self._accepted[0] < horizon:
+            self._accepted.popleft()
 
     @property
     def measure_window(self) -> float:
@@ -118,50 +136,64 @@ class RateController:
         """
         return max(MEASURE_SECONDS, MEASURE_REQUESTS / max(self.rate, self.min_rate))
 
-    def _forget(self, now: float) -> None:
-        horizon = now - self.measure_window
-        while self._accepted and self._accepted[0] < horizon:
-            self._accepted.popleft()
-
-    def accepted_rate(self, now: float) -> float | None:
-        """Requests/s the server accepted over the last window; None until a full window.
+    def accepted_rate(self, until: float) -> float | None:
+        """Requests/s sent in the window before ``until`` that the server accepted; None
+        without a full window of history.
 
         Counted per window (not from the spacing of the acceptances): a server that admits
         N per window often admits them in a burst, and it is N per window that is its limit.
         """
-        if self._first_accept is None or now - self._first_accept < self.measure_window:
+        window = self.measure_window
+        if self._first_accept is None or until - self._first_accept < window:
             return None
-        self._forget(now)
-        return len(self._accepted) / self.measure_window
+        start = until - window
+        return sum(1 for t in self._accepted if start <= t < until) / window
 
-    def on_throttled(self, now: float, retry_after: float | None) -> None:
-        """Record a 429 at ``now``: cut the rate once per episode; pause for Retry-After.
+    def on_throttled(
+        self, now: float, retry_after: float | None, sent_at: float | None = None
+    ) -> None:
+        """Record a 429 at ``now`` (for a request sent at ``sent_at``, when known): cut the
+        rate once per episode; pause for Retry-After.
 
-        A Retry-After of over SHORT_RETRY_AFTER pauses the whole class. A shorter one (an
-        integer header cannot say less than 1 s, even when a sliding window frees a slot in
-        milliseconds) pauses only the throttled request, as its caller does, until the
-        episode has seen FULL_WINDOW_429S of them: then the window really is full (a few
-        requests bunched in transit overflow it only for milliseconds) and the class pauses.
+        A Retry-After of over SHORT_RETRY_AFTER pauses the whole class. A shorter one, or none
+        (an integer header cannot say less than 1 s, even when a sliding window frees a slot
+        in milliseconds), pauses only the throttled request, as its caller does, until the
+        episode has seen FULL_WINDOW_429S 429s for requests sent after it began (a bunch of
+        requests in transit overflows a window only for milliseconds, and is answered 429
+        all together): then the window is full, and the class pauses for FULL_WINDOW_HOLD,
+        doubled at each further 429, up to the Retry-After.
         """
         self.throttled += 1
         repeat = now < self._episode_until
-        self._episode_429s = self._episode_429s + 1 if repeat else 1
-        if retry_after is not None and (
-            retry_after > SHORT_RETRY_AFTER or self._episode_429s >= FULL_WINDOW_429S
-        ):
+        if not repeat:
+            self._episode_429s = 1
+        elif sent_at is None or sent_at >= self._episode_start:
+            self._episode_429s += 1
+        if retry_after is not None and retry_after > SHORT_RETRY_AFTER:
             self.hold_until = max(self.hold_until, now + retry_after)
+        elif self._episode_429s >= FULL_WINDOW_429S:
+            # The window is full for now. A sliding window overfilled by a bunch frees its
+            # slots when the bunch leaves it, a few milliseconds later: hold the class
+            # briefly, twice as long for every further 429, up to the Retry-After.
+            hold = FULL_WINDOW_HOLD * 2.0 ** (self._episode_429s - FULL_WINDOW_429S)
+            cap = retry_after if retry_after is not None else SHORT_RETRY_AFTER
+            self.hold_until = max(self.hold_until, now + min(hold, cap))
         if repeat:
             return
         hit = self.current(now)
-        measured = self.accepted_rate(now)
+        measured = self.accepted_rate(sent_at if sent_at is not None else now)
         self.episodes += 1
-        if measured is not None and 0 < measured < hit:
+        if measured is not None and measured >= hit * PACE_SHARE * FULL_PACE:
+            # The server let through all we sent: we are at its limit, not over it, and a
+            # bunch in transit overflowed its window. Step back a little, not far.
+            self._limit_rate, self._share = hit, AT_LIMIT_SHARE
+        elif measured is not None and 0 < measured < hit:
             # The server let through less than we sent: that is its limit; sit just under it.
             self._limit_rate, self._share = measured, MEASURED_SHARE
         else:
             self._limit_rate, self._share = hit, (BETA if measured is not None else BETA_BLIND)
         self.rate = max(self.min_rate, self._limit_rate * self._share)
-        self._epoch = now
+        self._epoch = self._episode_start = now
         self._episode_until = now + max(EPISODE_SECONDS, 2.0 / self.rate)
 
 
@@ -189,9 +221,11 @@ class AdaptiveLimiter:
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
-    async def acquire(self) -> None:
-        """Return when one request may be sent; reserve its slot at the current rate."""
+    async def acquire(self) -> float:
+        """Wait until one request may be sent (its slot reserved at the current rate); return
+        the time it may go, to hand back to :meth:`accepted` or :meth:`throttled`."""
         ctl = self.controller
+        respaced = False
         while True:
             now = self._now()
             episode = ctl.episodes
@@ -204,13 +238,21 @@ class AdaptiveLimiter:
             start = self._next_slot if 0.0 < behind <= slack else max(now, self._next_slot)
             start = max(start, ctl.hold_until)
             self._next_slot = start + interval
+            late = 0.0
             if start > now:
                 await self._sleep(start - now)
+                late = self._now() - start
             # A slot reserved before a 429 episode was paced at the old rate: reserve again.
+            # So, once, is one whose wake-up came too late (the loop was blocked): sent now,
+            # the requests of a stall go out together, and a sliding window that counts them
+            # with the second after overflows (429s a second later).
             if ctl.episodes == episode and self._now() >= ctl.hold_until:
-                break
+                if late <= LATE_WAKE or respaced:
+                    break
+                respaced = True
         await self._ceiling.acquire()
         self.acquired += 1
+        return self._now()
 
     async def _sleep_on_tick(self, delay: float) -> None:
         """Sleep ``delay`` seconds, rounded up to the next PACING_TICK of the loop's clock.
@@ -234,14 +276,16 @@ class AdaptiveLimiter:
             if not waiter.done():  # a cancelled acquire left its future behind
                 waiter.set_result(None)
 
-    def accepted(self) -> None:
-        """Tell the controller a request of this class went through (not 429)."""
-        self.controller.on_accepted(self._now())
+    def accepted(self, sent_at: float | None = None) -> None:
+        """Tell the controller a request of this class, sent at ``sent_at`` (the time
+        :meth:`acquire` returned; now when not given), went through (not 429)."""
+        self.controller.on_accepted(self._now() if sent_at is None else sent_at)
 
-    def throttled(self, retry_after: float | None) -> None:
-        """Tell the controller a request of this class was answered 429."""
+    def throttled(self, retry_after: float | None, sent_at: float | None = None) -> None:
+        """Tell the controller a request of this class, sent at ``sent_at`` (the time
+        :meth:`acquire` returned), was answered 429."""
         episodes = self.controller.episodes
         now = self._now()
-        self.controller.on_throttled(now, retry_after)
+        self.controller.on_throttled(now, retry_after, sent_at)
         if self.controller.episodes != episodes:
             self._next_slot = now  # drop the reservations made at the old rate

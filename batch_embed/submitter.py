@@ -66,6 +66,13 @@ class Submitter:
         self._sleep = sleep
         self._rand = rand
         self._stopped = False
+        self._busy = 0
+
+    @property
+    def idle(self) -> bool:
+        """True when no job waits to be submitted or is being submitted: the submit budget
+        goes unused (as at the end of a run)."""
+        return self._busy == 0 and self.queue.empty()
 
     @property
     def stopped(self) -> bool:
@@ -86,12 +93,14 @@ class Submitter:
     async def _worker(self) -> None:
         while True:
             job = await self.queue.get()
+            self._busy += 1
             try:
                 if self.stopped:
                     self._events.failed(job, ErrorKind.ABORTED, "run stopped before submit", None)
                 else:
                     await self.submit(job)
             finally:
+                self._busy -= 1
                 self.queue.task_done()
 
     async def submit(self, job: Job) -> None:
@@ -103,7 +112,7 @@ class Submitter:
             if self.stopped:
                 self._events.failed(job, ErrorKind.ABORTED, "run stopped before submit", None)
                 return
-            await self._limiter.acquire()
+            sent_at = await self._limiter.acquire()
             if self.stopped:
                 self._events.failed(job, ErrorKind.ABORTED, "run stopped before submit", None)
                 return
@@ -113,7 +122,7 @@ class Submitter:
             try:
                 handle = await self._client.submit(job.text)
             except errors.ApiError as err:
-                delay = self._after_failure(job, err)
+                delay = self._after_failure(job, err, sent_at)
                 if delay is None:
                     return
                 if isinstance(err, errors.RateLimited):
@@ -126,7 +135,7 @@ class Submitter:
                         return
                 await self._sleep(delay)
                 continue
-            self._limiter.accepted()
+            self._limiter.accepted(sent_at)
             if self._journal.record_submitted(job.digest, handle.request_id, handle.submitted_at):
                 asyncio.get_running_loop().call_later(SUBMITTED_FLUSH_SECONDS, self._journal.flush)
             self._stats.submits_accepted += 1
@@ -139,7 +148,7 @@ class Submitter:
             self._events.submitted(job)
             return
 
-    def _after_failure(self, job: Job, err: errors.ApiError) -> float | None:
+    def _after_failure(self, job: Job, err: errors.ApiError, sent_at: float) -> float | None:
         """Decide after a failed submit: the delay before trying again, or None when done."""
         verdict = classify(err, reading=False)
         if verdict is Verdict.THROTTLED:
@@ -147,7 +156,7 @@ class Submitter:
             self._journal.record_not_sent(job.digest)
             self._stats.submits -= 1
             self._stats.throttled_submits += 1
-            self._limiter.throttled(err.retry_after)
+            self._limiter.throttled(err.retry_after, sent_at)
             if err.retry_after is not None:
                 return err.retry_after
             return self._policy.backoff(min(job.attempts + 1, 4), self._rand)

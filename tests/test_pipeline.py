@@ -71,6 +71,28 @@ async def test_directory_output_reads_as_one_table(tmp_path: Path) -> None:
     assert duckdb.sql(f"select count(*) from read_parquet('{glob}')").fetchall() == [(60,)]
 
 
+async def test_a_part_is_committed_commit_interval_after_its_first_row(tmp_path: Path) -> None:
+    # Half the jobs wait 3 s for a cold worker. The others' vectors arrive at once, and with
+    # parts of 1000 rows only the interval commits them: it must, well before the slow ones
+    # arrive (no vector comes in the meantime to wake the writer).
+    rows = corpus(12)
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "vectors"
+    emulator = EmulatorConfig(latency=FAST, cold_start_rate=0.5, cold_start=(3.0, 3.0), seed=3)
+    async with Emulator(emulator) as emu:
+        run = asyncio.create_task(
+            embed(config(emu.url, [source], out, rows_per_part=1000, commit_interval=0.2))
+        )
+        await asyncio.sleep(2.2)  # the first polls go out at 1 s
+        early = sorted(out.glob("part-*.parquet"))
+        assert not run.done()
+        result = await run
+    assert len(early) == 1, early
+    assert 0 < ds.dataset(early).count_rows() < 12
+    assert result.outcome is Outcome.COMPLETED
+    assert_vectors(output_rows(result.layout), {r["id"]: r["text"] for r in rows})
+
+
 async def test_bad_rows_become_error_rows_and_the_rest_is_embedded(tmp_path: Path) -> None:
     good = corpus(20)
     lines = [

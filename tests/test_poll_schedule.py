@@ -9,6 +9,8 @@ import statistics
 import pytest
 
 from batch_embed.poll_schedule import (
+    DRAIN_AGE,
+    DRAIN_GROWTH,
     GROWTH,
     MAX_DELAY,
     MIN_DELAY,
@@ -132,12 +134,12 @@ def test_first_delay_is_clamped(estimate: float, delay: float) -> None:
     ],
 )
 def test_next_delay_table(age: float, delay: float) -> None:
-    assert LatencyEstimator.next_delay(age) == pytest.approx(delay)
+    assert LatencyEstimator().next_delay(age) == pytest.approx(delay)
 
 
 def test_next_delay_grows_and_is_capped() -> None:
     ages = [0.05 * 1.3**i for i in range(60)]
-    delays = [LatencyEstimator.next_delay(a) for a in ages]
+    delays = [LatencyEstimator().next_delay(a) for a in ages]
     assert delays == sorted(delays)
     assert delays[-1] == MAX_DELAY
     assert all(MIN_DELAY <= d <= MAX_DELAY for d in delays)
@@ -158,3 +160,46 @@ def test_a_cold_start_costs_a_handful_of_polls(latency: float) -> None:
     assert age - latency <= max(MAX_DELAY, latency * GROWTH)
     if latency == 60.0:
         assert polls <= 10  # "a cold start of a minute costs a handful of polls, not sixty"
+
+
+def test_while_draining_a_job_a_little_late_is_polled_again_soon() -> None:
+    estimator = LatencyEstimator(estimate=0.9)
+    age = 0.95  # just past the estimate: among the few percent not done at the first poll
+    assert estimator.next_delay(age) == pytest.approx(age * GROWTH)
+    assert estimator.next_delay(age, draining=True) == pytest.approx(age * DRAIN_GROWTH)
+    assert estimator.next_delay(age, draining=True) < estimator.next_delay(age) / 5
+
+
+@pytest.mark.parametrize("latency", [60.0, 600.0])
+def test_while_draining_a_cold_start_still_backs_off(latency: float) -> None:
+    estimator = LatencyEstimator(estimate=0.9)
+    age = estimator.first_delay()
+    polls = 1
+    while age < latency:
+        age += estimator.next_delay(age, draining=True)
+        polls += 1
+    # fast re-polls stop at DRAIN_AGE estimates: a few more polls than usual, not hundreds
+    assert polls <= 12 + latency / MAX_DELAY + math.log(DRAIN_AGE) / math.log(1 + DRAIN_GROWTH)
+
+
+@pytest.mark.parametrize("true_latency", [0.005, 0.02])
+def test_a_fast_service_is_found_within_a_few_rounds(true_latency: float) -> None:
+    # Jobs done almost at once: first polls sent in rounds of 500 at the estimate of the
+    # round's start (a burst counts once towards the quantile), all finding their job done.
+    estimator = LatencyEstimator()
+    rounds = 0
+    while estimator.first_delay() > max(MIN_DELAY, true_latency) * 1.5 and rounds < 50:
+        age = estimator.first_delay()
+        for _ in range(500):
+            estimator.observe_first_poll(age, done=True)
+        rounds += 1
+    assert rounds <= 8
+
+
+def test_a_streak_of_early_finishers_from_the_right_estimate_is_rare() -> None:
+    # From the right estimate, 64 done in a row happens about once in 200 windows: the
+    # estimate stays close to the quantile over a long run.
+    estimator = LatencyEstimator(estimate=0.936)
+    done, estimates = simulate(estimator, lo=0.2, hi=1.0, jobs=20000, seed=5)
+    assert sum(done) / len(done) == pytest.approx(QUANTILE, abs=0.03)
+    assert statistics.fmean(estimates) == pytest.approx(0.936, abs=0.05)

@@ -85,30 +85,67 @@ def test_a_blind_429_cuts_once_per_episode() -> None:
 
 def test_a_one_second_retry_after_pauses_the_class_only_when_429s_keep_coming() -> None:
     ctl = RateController(max_rate=10.0)
-    ctl.on_throttled(T0, 1.0)  # the first 429 of an episode: only its request waits
-    ctl.on_throttled(T0 + 0.01, 1.0)  # a bunch overflowed the window: still only these
+    ctl.on_throttled(T0, 1.0, sent_at=T0 - 0.001)  # the first 429: only its request waits
+    # requests sent before the episode began: one bunch that overflowed the window
+    for dt in (0.001, 0.002, 0.003):
+        ctl.on_throttled(T0 + dt, 1.0, sent_at=T0 - 0.002 + dt / 4)
     assert ctl.hold_until == 0.0 and ctl.episodes == 1
-    ctl.on_throttled(T0 + 0.2, 1.0)  # the third within the episode: the window is full
-    assert ctl.hold_until == T0 + 1.2 and ctl.episodes == 1
+    # requests sent after it began are refused too: the window is full for now
+    ctl.on_throttled(T0 + 0.1, 1.0, sent_at=T0 + 0.09)
+    assert ctl.hold_until == 0.0
+    ctl.on_throttled(T0 + 0.2, 1.0, sent_at=T0 + 0.19)  # the third: a short class pause
+    assert ctl.hold_until == pytest.approx(T0 + 0.2 + ratelimit.FULL_WINDOW_HOLD)
+    ctl.on_throttled(T0 + 0.3, 1.0, sent_at=T0 + 0.29)  # and twice as long at each further one
+    assert ctl.hold_until == pytest.approx(T0 + 0.3 + 2 * ratelimit.FULL_WINDOW_HOLD)
+    for i in range(10):  # never longer than the Retry-After
+        ctl.on_throttled(T0 + 0.4 + i / 100, 1.0, sent_at=T0 + 0.39 + i / 100)
+    assert ctl.hold_until == pytest.approx(T0 + 0.49 + 1.0)
+    assert ctl.episodes == 1
     ctl.on_throttled(T0 + 5.0, 1.0)  # a new episode counts afresh
-    assert ctl.hold_until == T0 + 1.2 and ctl.episodes == 2
+    assert ctl.hold_until == pytest.approx(T0 + 1.49) and ctl.episodes == 2
     later = RateController(max_rate=10.0)
     later.on_throttled(T0, 1.5)  # more than a second pauses the class at once
     assert later.hold_until == T0 + 1.5
     assert ctl.current(T0 + 0.01) < 10.0 * BLIND * 1.01
 
 
-def test_a_429_at_full_measured_rate_cuts_to_beta() -> None:
+def test_without_retry_after_a_full_window_pauses_the_class_at_most_a_second() -> None:
     ctl = RateController(max_rate=10.0)
-    # The server accepted everything we sent (20/s measured >= 10/s sent): no better estimate.
-    accept_steadily(ctl, rate=20.0, start=T0 - 2 * ctl.measure_window, end=T0)
+    for i in range(12):  # send times unknown: every 429 of the episode counts
+        ctl.on_throttled(T0 + i / 100, None)
+    assert ctl.hold_until == pytest.approx(T0 + 0.11 + ratelimit.SHORT_RETRY_AFTER)
+
+
+def test_the_accepted_rate_is_measured_by_send_time() -> None:
+    # The stall that made the 429 also delayed the answers to the requests sent just
+    # before it: counted by arrival, they would lower the measure (and the rate) by
+    # the stall's share. Counted by send time, the window before the 429's request is full.
+    ctl = RateController(max_rate=200.0)
+    accept_steadily(ctl, rate=150.0, start=T0 - 3.0, end=T0 - 0.1)
+    accept_steadily(ctl, rate=150.0, start=T0 - 0.1, end=T0)  # answered late, recorded now
+    assert ctl.accepted_rate(T0) == pytest.approx(150.0, abs=1.0)
+    ctl.on_throttled(T0 + 0.15, None, sent_at=T0)
+    assert ctl.rate == pytest.approx(150.0 * ratelimit.MEASURED_SHARE, rel=0.01)
+
+
+def test_a_429_at_full_measured_rate_steps_back_a_little() -> None:
+    ctl = RateController(max_rate=10.0)
+    # The server accepted everything we sent: we are at its limit, not over it (a bunch in
+    # transit overflowed its window), so the rate steps back only a little.
+    accept_steadily(ctl, rate=10.0 * PACE, start=T0 - 2 * ctl.measure_window, end=T0)
     ctl.on_throttled(T0, None)
-    assert ctl.rate == pytest.approx(10.0 * BETA)
+    assert ctl.rate == pytest.approx(10.0 * ratelimit.AT_LIMIT_SHARE)
     assert ctl.episodes == 1
     for dt in (0.2, 0.9):
         ctl.on_throttled(T0 + dt, None)
     assert ctl.episodes == 1
-    assert ctl.current(T0) == pytest.approx(10.0 * BETA)
+    assert ctl.current(T0) == pytest.approx(10.0 * ratelimit.AT_LIMIT_SHARE)
+    assert ctl.current(T0 + recovery_time(10.0)) == pytest.approx(10.0)
+    # a little less than all we sent is a limit under our rate: settle under it
+    under = RateController(max_rate=10.0)
+    accept_steadily(under, rate=9.0, start=T0 - 2 * under.measure_window, end=T0)
+    under.on_throttled(T0, None)
+    assert under.rate == pytest.approx(9.0 * ratelimit.MEASURED_SHARE, rel=0.02)
 
 
 def test_a_new_episode_after_episode_seconds_cuts_again() -> None:
@@ -367,3 +404,52 @@ async def test_real_time_concurrent_acquires_respect_the_ceiling() -> None:
     started = loop.time()
     await asyncio.gather(*(one() for _ in range(20)))
     assert times[-1] - started >= 0.18
+
+
+async def test_requests_woken_late_by_a_stall_go_out_spaced_not_together() -> None:
+    # The loop was blocked past the slots of four waiting requests. Sent as they wake, they
+    # would go out together, and a sliding window would count them with the next second and
+    # overflow: each takes a new slot instead (once), spaced at the rate again.
+    rate = 200.0
+    interval = 1 / (rate * PACE)
+    clock = [1000.0]
+    stalled = asyncio.Event()
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if not stalled.is_set():
+            await stalled.wait()  # the loop is blocked: nobody wakes before the stall ends
+        else:
+            clock[0] += seconds
+
+    limiter = AdaptiveLimiter(RateController(rate), clock=lambda: clock[0], sleep=sleep)
+    await limiter.acquire()
+    tasks = [asyncio.create_task(limiter.acquire()) for _ in range(4)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(sleeps) == 4  # all four wait for their slots
+    clock[0] += 0.030  # the stall ends 30 ms later, past every slot
+    sent: list[float] = []
+    for task in tasks:
+        task.add_done_callback(lambda t: sent.append(t.result()))
+    stalled.set()
+    await asyncio.gather(*tasks)
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert len(sent) == 4
+    # (one slot of catch-up is allowed, as after any late wake-up; never the whole stall's)
+    assert sum(gap < interval * 0.999 for gap in gaps) <= 1, gaps
+    assert sent[-1] - sent[0] >= 2 * interval * 0.999
+
+
+async def test_a_wake_up_a_little_late_keeps_its_slot() -> None:
+    fake = FakeTime()
+    limiter = AdaptiveLimiter(RateController(200.0), clock=fake, sleep=fake.sleep)
+    await limiter.acquire()
+
+    def jitter(t: FakeTime) -> None:
+        t.now += ratelimit.LATE_WAKE / 2
+
+    fake.on_sleep = jitter
+    await limiter.acquire()
+    assert len(fake.sleeps) == 1
