@@ -34,7 +34,7 @@ PROBE_TOLERANCE = 0.1
 """How far from the estimate a probe may be and still count (read limits delay polls)."""
 STREAK = 64
 """First polls in a row that found their job done and show the estimate is far too high."""
-STREAK_CUT = 0.6
+STREAK_CUT = 0.5
 """The estimate is cut to this share of itself after such a streak."""
 STREAK_TOLERANCE = 0.5
 """How late a first poll may be and still count towards a streak."""
@@ -51,7 +51,7 @@ MAX_DELAY = 30.0
 class LatencyEstimator:
     """The learned age (seconds since submit) by which QUANTILE of jobs are done."""
 
-    estimate: float = 1.0
+    estimate: float = 0.5
     observations: int = field(default=0, init=False)
     streak: int = field(default=0, init=False)
     """First polls in a row, each on time, that found the job done."""

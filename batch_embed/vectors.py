@@ -109,7 +109,7 @@ class _Decoder:
             output = self._parse(body)
         # as_buffer flattens nested arrays ([[0.1], [0.2]] would pass): OpenAI's shape has
         # exactly two, so any other count of "[" goes the general way, which rejects nesting.
-        if not isinstance(output, simdjson.Object) or body.count(b"[") != 2:
+        if not isinstance(output, simdjson.Object) or not _two_brackets(body):
             return None
         values = output.at_pointer(_OPENAI_VECTOR)
         if not isinstance(values, simdjson.Array) or len(values) != dim:
@@ -129,6 +129,13 @@ class _Decoder:
         except RuntimeError:  # a proxy of the last document is still alive somewhere
             self._parser = simdjson.Parser()
             return self._parser.parse(raw)
+
+
+def _two_brackets(body: bytes) -> bool:
+    """``body.count(b"[") == 2``, by memchr: three finds cost a fifth of one count."""
+    first = body.find(b"[")
+    second = body.find(b"[", first + 1) if first >= 0 else -1
+    return second >= 0 and body.find(b"[", second + 1) < 0
 
 
 _DECODER = _Decoder()

@@ -13,11 +13,13 @@ is lost (jobs may have been created and billed all the same: ``jobs_created`` co
 ``limit_used`` is requests (shared) or submits (submits-only) accepted per second over the
 whole run, start-up and the last jobs' latency included, divided by the limit; ``steady``
 is the same over the middle 80% of the run (sampled from the emulator every 0.5 s). The
-runs with a limit set exactly right use ``--long-texts`` texts (default 8000), so that the
-last jobs' latency (about 1 s, which no client can use) weighs on the run as it would on a
-real corpus, not a 10-second toy. Ideal wall time: requests / L (shared), N / L (submits).
+runs with a limit set exactly right last ``--long-seconds`` of the limit (default 120 s:
+8,000 texts shared, 24,000 submits-only), so that the last jobs' latency (about 1 s, which
+no client can use: 2.5% of a 40-second run, under 1% of a 2-minute one) weighs on the run as
+it would on a real corpus, not a toy. Ideal wall time: requests / L (shared), N / L
+(submits).
 
-    python benchmarks/budget.py [--texts 2000] [--long-texts 8000] [--limit 200] [--quick]
+    python benchmarks/budget.py [--texts 2000] [--long-seconds 120] [--limit 200] [--quick]
 """
 
 from __future__ import annotations
@@ -102,19 +104,21 @@ def main() -> int:
         help="texts per SDK run (default: min(texts, 25 * threads), to bound its wall time)",
     )
     parser.add_argument(
-        "--long-texts",
-        type=int,
-        default=8000,
-        help="texts for the runs with the limit set exactly right (default: 8000)",
+        "--long-seconds",
+        type=float,
+        default=120.0,
+        help="ideal length of the runs with the limit set exactly right (default: 120)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="400 texts (1000 long), one split, 16 SDK threads"
+        "--quick", action="store_true", help="400 texts (15 s long runs), one split, 16 threads"
     )
     args = parser.parse_args()
     if args.quick:
-        args.texts, args.long_texts = 400, 1000
+        args.texts, args.long_seconds = 400, 15.0
         args.splits = args.splits.split(",")[0]
     limit = args.limit
+    shared_texts = round(args.long_seconds * limit / IDEAL_REQUESTS_PER_TEXT)
+    submit_texts = round(args.long_seconds * limit)
     splits = [parse_split(s) for s in args.splits.split(",")]
     threads = [int(t) for t in args.sdk_threads.split(",")]
     rows: list[dict[str, Any]] = []
@@ -144,7 +148,7 @@ def main() -> int:
     with emulator("--latency", "0.2-1.0", "--shared-limit", f"{limit}/s") as emu:
         run = run_batch_embed(
             emu,
-            texts(args.long_texts, "shared one budget"),
+            texts(shared_texts, "shared one budget"),
             rpm=60 * limit,
             read_rate=1.0,  # not used with shared_limit
             shared_limit=True,
@@ -185,7 +189,7 @@ def main() -> int:
     with emulator("--latency", "0.2-1.0", "--submit-limit", f"{limit}/s") as emu:
         run = run_batch_embed(
             emu,
-            texts(args.long_texts, "submits"),
+            texts(submit_texts, "submits"),
             rpm=60 * limit,
             read_rate=20 * limit,
             sample=True,
@@ -239,7 +243,7 @@ def main() -> int:
         "budget",
         {
             "texts": args.texts,
-            "long_texts": args.long_texts,
+            "long_seconds": args.long_seconds,
             "limit_per_s": limit,
             "latency": [0.2, 1.0],
             "rows": raw,
