@@ -230,7 +230,11 @@ class SegmindClient:
                 timeout=aiohttp.ClientTimeout(
                     total=self.timeouts.total,
                     connect=self.timeouts.connect,
-                    sock_read=self.timeouts.read,
+                    # A read limit no shorter than the total adds nothing but a timer reset
+                    # for every chunk received.
+                    sock_read=self.timeouts.read
+                    if self.timeouts.read < self.timeouts.total
+                    else None,
                 ),
                 headers={"User-Agent": "batch-embed", "Accept": "application/json"},
                 json_serialize=lambda obj: orjson.dumps(obj).decode(),

@@ -239,7 +239,9 @@ class AdaptiveLimiter:
             start = max(start, ctl.hold_until)
             self._next_slot = start + interval
             late = 0.0
-            if start > now:
+            # Less than a tick early goes now, as a tick would have woken it (a hold, though,
+            # is waited out to the end).
+            if start - now >= PACING_TICK or (start > now and ctl.hold_until > now):
                 await self._sleep(start - now)
                 late = self._now() - start
             # A slot reserved before a 429 episode was paced at the old rate: reserve again.

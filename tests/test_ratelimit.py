@@ -453,3 +453,29 @@ async def test_a_wake_up_a_little_late_keeps_its_slot() -> None:
     fake.on_sleep = jitter
     await limiter.acquire()
     assert len(fake.sleeps) == 1
+
+
+async def test_slots_less_than_a_tick_ahead_go_without_a_timer() -> None:
+    # At 5,000/s the slots are 0.2 ms apart: the ones due within the next tick go at once
+    # (a tick's timer would have woken them together), later ones sleep to their slot.
+    rate = 5000.0
+    fake = FakeTime(advance=False)  # a busy loop: the clock does not move between acquires
+    limiter = AdaptiveLimiter(RateController(rate), clock=fake, sleep=fake.sleep)
+    for _ in range(4):
+        await limiter.acquire()
+    assert fake.sleeps == []
+    for _ in range(20):
+        await limiter.acquire()
+    interval = 1 / (rate * PACE)
+    assert fake.sleeps and all(s >= ratelimit.PACING_TICK for s in fake.sleeps)
+    assert len(fake.sleeps) >= 24 - ratelimit.PACING_TICK / interval - 1
+
+
+async def test_a_hold_ending_within_a_tick_is_waited_out() -> None:
+    fake = FakeTime()
+    ctl = RateController(200.0)
+    limiter = AdaptiveLimiter(ctl, clock=fake, sleep=fake.sleep)
+    ctl.on_throttled(fake.now - 2.0, 2.0 + ratelimit.PACING_TICK / 4)
+    await limiter.acquire()
+    assert fake.now >= ctl.hold_until
+    assert fake.sleeps == pytest.approx([ratelimit.PACING_TICK / 4])
