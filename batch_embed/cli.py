@@ -24,6 +24,7 @@ from pathlib import Path
 import orjson
 
 from . import __version__
+from . import loop as event_loop
 from .client import API_KEY_ENV, DEFAULT_ROOT
 from .config import DEFAULT_MAX_IN_FLIGHT, DEFAULT_READ_RATE, DEFAULT_RPM, RunConfig
 from .entry import interruptible
@@ -216,8 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return emulator_main(args_list[1:])
     # Until the run installs its own handlers (after --emulate's emulator has started),
-    # SIGTERM acts as SIGINT: asyncio.run cancels the start cleanly, and the exit code is 5.
-    return interruptible(lambda: asyncio.run(_run(build_parser().parse_args(args_list))))
+    # SIGTERM acts as SIGINT: the runner cancels the start cleanly, and the exit code is 5.
+    return interruptible(lambda: event_loop.run(_run(build_parser().parse_args(args_list))))
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -296,10 +297,18 @@ async def _api(args: argparse.Namespace) -> AsyncIterator[tuple[str, str | None,
 
 
 def _install_signals(stop: asyncio.Event) -> None:
-    """First SIGINT/SIGTERM: stop and collect; a second one: exit at once."""
+    """First SIGINT/SIGTERM: stop and collect; a second one: exit at once.
+
+    A signal that came before these handlers was already handled: it cancelled the run (the
+    runner's own SIGINT handling). uvloop delivers it to them as well, once they are in
+    place; a run already being cancelled ignores it.
+    """
     loop = asyncio.get_running_loop()
+    run = asyncio.current_task()
 
     def handle(signum: int) -> None:
+        if run is not None and run.cancelling():
+            return
         if stop.is_set():
             print("\nbatch-embed: second signal, exiting now", file=sys.stderr)
             os._exit(EXIT_INTERRUPTED)

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import loop as event_loop
 from .client import SegmindClient, Timeouts
 from .config import RunConfig
 from .error_sink import ErrorSink
@@ -656,4 +657,4 @@ def remove_outputs(layout: OutputLayout) -> None:
 
 def embed_sync(config: RunConfig, *, progress: TextIO | None = None) -> RunResult:
     """Blocking convenience wrapper around :func:`embed`."""
-    return asyncio.run(embed(config, progress=progress))
+    return event_loop.run(embed(config, progress=progress))

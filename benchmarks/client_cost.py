@@ -5,15 +5,18 @@ the client is the bottleneck. batch_embed is told rates far above what one core 
 (10,000 submits/s, 20,000 reads/s), as a user with no server limit would tell it; at lower
 rates its limiter, not its CPU, sets the pace, and an idle loop wakes more often per text.
 CPU is ``time.process_time()`` of this process (the client only: user + system, all
-threads), divided by the texts embedded. batch_embed's figure is
-end to end: reading, journal, submits, polls, fetches, vector parsing, Parquet writing.
-The SDK decodes the output the natural way (``json.loads`` of the output string, a list).
-A third client, ``aiohttp floor``, is the least any aiohttp client can spend: per text one
-bare submit, status polls until COMPLETED, one result read, nothing decoded, journalled or
-written (the same connection pool size and concurrency). A second batch_embed run under
+threads), divided by the texts embedded. batch_embed's figure is end to end: reading,
+journal, submits, polls, fetches, vector parsing, Parquet writing. It runs ``--repeat``
+times in this process, each a whole run (journal, output, all), and the target is judged on
+the median: the first run also pays the process's first touch of its memory, which a real
+corpus (minutes to days) spreads over far more texts. The SDK decodes the output the
+natural way (``json.loads`` of the output string, a list). A third client, ``aiohttp
+floor``, is the least any aiohttp client can spend: per text one bare submit, status polls
+until COMPLETED, one result read, nothing decoded, journalled or written (the same
+connection pool size and concurrency, the same event loop). A last batch_embed run under
 cProfile shows where its CPU goes (top 15, cumulative).
 
-    python benchmarks/client_cost.py [--texts 5000] [--quick]
+    python benchmarks/client_cost.py [--texts 10000] [--repeat 3] [--sdk-texts 5000] [--quick]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import pstats
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,8 @@ def run_aiohttp_floor(emu: EmulatorProcess, items: list[str], concurrency: int =
 
     import aiohttp
     import orjson
+
+    from batch_embed.loop import run
 
     async def main() -> int:
         headers = {"x-api-key": "bench"}
@@ -72,7 +78,7 @@ def run_aiohttp_floor(emu: EmulatorProcess, items: list[str], concurrency: int =
 
     emu.reset()
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    done = asyncio.run(main())
+    done = run(main())  # on the same event loop as batch_embed's run
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     return ClientRun("aiohttp floor", len(items), done, len(items) - done, wall, cpu, emu.stats())
 
@@ -80,22 +86,30 @@ def run_aiohttp_floor(emu: EmulatorProcess, items: list[str], concurrency: int =
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--texts", type=int, default=5000)
+    parser.add_argument("--texts", type=int, default=10000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of batch_embed (median)")
+    parser.add_argument("--sdk-texts", type=int, default=5000)
     parser.add_argument("--rpm", type=float, default=60 * 10000.0)
     parser.add_argument("--read-rate", type=float, default=20000.0)
     parser.add_argument("--sdk-threads", type=int, default=16)
     parser.add_argument("--sdk-interval", type=float, default=0.01)
-    parser.add_argument("--quick", action="store_true", help="500 texts")
+    parser.add_argument("--quick", action="store_true", help="1000 texts, 500 for the SDK")
     args = parser.parse_args()
     if args.quick:
-        args.texts = 500
+        args.texts, args.sdk_texts = 1000, 500
     rows: list[dict[str, Any]] = []
     with emulator("--latency", "0-0.01") as emu:
+        be_runs = [
+            run_batch_embed(
+                emu, texts(args.texts, f"cost {i}"), rpm=args.rpm, read_rate=args.read_rate
+            )
+            for i in range(args.repeat)
+        ]
         runs = [
-            run_batch_embed(emu, texts(args.texts, "cost"), rpm=args.rpm, read_rate=args.read_rate),
+            *be_runs,
             run_sdk(
                 emu,
-                texts(args.texts, "cost sdk"),
+                texts(args.sdk_texts, "cost sdk"),
                 threads=args.sdk_threads,
                 interval=args.sdk_interval,
             ),
@@ -105,7 +119,7 @@ def main() -> int:
             prof = Path(tmp) / "be.prof"
             run_batch_embed(
                 emu,
-                texts(args.texts, "cost prof"),
+                texts(min(args.texts, 5000), "cost prof"),
                 rpm=args.rpm,
                 read_rate=args.read_rate,
                 profile=prof,
@@ -113,8 +127,10 @@ def main() -> int:
             out = io.StringIO()
             pstats.Stats(str(prof), stream=out).sort_stats("cumulative").print_stats(15)
             profile_text = out.getvalue()
-    for run in runs:
+    for i, run in enumerate(runs):
         fig = run.figures()
+        if i < len(be_runs):
+            fig["client"] = f"batch_embed run {i + 1}"
         rows.append(
             {
                 k: fig[k]
@@ -138,15 +154,16 @@ def main() -> int:
         if "ncalls" in profile_text
         else profile_text
     )
-    be, sdk, floor = rows
+    *be_rows, sdk, floor = rows
+    be_cpu = statistics.median(r["cpu_ms_per_text"] for r in be_rows)
     targets = [
         {
-            "target": "client CPU <= 0.5 ms per text (end to end)",
+            "target": "client CPU <= 0.5 ms per text (end to end, median of the runs)",
             "value": (
-                f"{be['cpu_ms_per_text']} (SDK {sdk['cpu_ms_per_text']}, "
-                f"bare aiohttp {floor['cpu_ms_per_text']})"
+                f"{be_cpu} (runs {', '.join(str(r['cpu_ms_per_text']) for r in be_rows)}; "
+                f"SDK {sdk['cpu_ms_per_text']}, bare aiohttp {floor['cpu_ms_per_text']})"
             ),
-            "result": verdict(be["cpu_ms_per_text"] <= 0.5),
+            "result": verdict(be_cpu <= 0.5),
         }
     ]
     print_table(targets, ("target", "value", "result"))
