@@ -50,6 +50,8 @@ class Job:
     """Loop time when the current step (submit, or polling one handle) began."""
     polls: int = 0
     """Status polls of the current handle."""
+    first_poll_plan: float = 0.0
+    """The age (seconds since submit) the current handle's first poll was planned for."""
     not_found: int = 0
     """404s in a row for the current handle."""
     maybe_billed: bool = False

@@ -81,7 +81,8 @@ class Poller:
         """Track a job that was just submitted (or re-attached): first poll at the learned time."""
         assert job.handle is not None
         age = max(0.0, self._wall() - job.handle.submitted_at)
-        delay = max(0.0, self.latency.first_delay() - age)
+        job.first_poll_plan = self.latency.first_delay()
+        delay = max(0.0, job.first_poll_plan - age)
         # Never let the first poll fall after the job's retention: it would only find a 404.
         self._schedule(job, max(0.0, min(delay, self._remaining(job))), fetch=False)
 
@@ -144,7 +145,7 @@ class Poller:
         job.attempts = 0
         job.not_found = 0
         if job.polls == 1:
-            self.latency.observe_first_poll(age, status.state.terminal)
+            self.latency.observe_first_poll(age, status.state.terminal, planned=job.first_poll_plan)
         if status.state is JobState.COMPLETED:
             await self._fetch(job)
         elif status.state is JobState.FAILED:

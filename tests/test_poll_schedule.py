@@ -15,6 +15,10 @@ from batch_embed.poll_schedule import (
     MAX_DELAY,
     MIN_DELAY,
     QUANTILE,
+    SCOUT_PATIENCE,
+    SCOUT_SHARE,
+    SCOUTS,
+    STREAK,
     LatencyEstimator,
 )
 
@@ -29,7 +33,7 @@ def simulate(
         latency = rng.uniform(lo, hi)
         age = estimator.first_delay()
         done = latency <= age
-        estimator.observe_first_poll(age, done)
+        estimator.observe_first_poll(age, done, planned=age)
         done_flags.append(done)
         estimates.append(estimator.estimate)
     return done_flags, estimates
@@ -184,16 +188,45 @@ def test_while_draining_a_cold_start_still_backs_off(latency: float) -> None:
 
 @pytest.mark.parametrize("true_latency", [0.005, 0.02])
 def test_a_fast_service_is_found_within_a_few_rounds(true_latency: float) -> None:
-    # Jobs done almost at once: first polls sent in rounds of 500 at the estimate of the
-    # round's start (a burst counts once towards the quantile), all finding their job done.
+    # Jobs done almost at once: first polls planned in rounds of 500 (the jobs submitted
+    # while the previous round waited), all finding their job done on time.
     estimator = LatencyEstimator()
     rounds = 0
-    while estimator.first_delay() > max(MIN_DELAY, true_latency) * 1.5 and rounds < 50:
-        age = estimator.first_delay()
-        for _ in range(500):
-            estimator.observe_first_poll(age, done=True)
+    while estimator.estimate > max(MIN_DELAY, true_latency) * 1.5 and rounds < 50:
+        plans = [estimator.first_delay() for _ in range(500)]
+        for plan in plans:
+            estimator.observe_first_poll(plan, done=True, planned=plan)
         rounds += 1
     assert rounds <= 8
+
+
+def test_scouts_that_find_a_job_running_leave_the_estimate_alone() -> None:
+    # Latency 0.2-1.0 s with the estimate just above its maximum: every job is done, a
+    # streak comes quickly, and the scouts at half the estimate find most jobs running.
+    estimator = LatencyEstimator(estimate=1.05)
+    rng = random.Random(7)
+    early_polls = 0
+    for _ in range(3000):
+        plan = estimator.first_delay()
+        done = rng.uniform(0.2, 1.0) <= plan
+        early_polls += plan < 0.8
+        estimator.observe_first_poll(plan, done, planned=plan)
+    assert estimator.estimate > 0.8
+    assert early_polls < 0.01 * 3000  # scouting costs under 1% of first polls
+
+
+def test_scouts_never_answered_are_given_up() -> None:
+    estimator = LatencyEstimator(estimate=0.8)
+    for _ in range(STREAK):
+        estimator.observe_first_poll(0.8, done=True, planned=0.8)
+    scouts = [estimator.first_delay() for _ in range(SCOUTS)]
+    assert scouts == pytest.approx([0.8 * SCOUT_SHARE] * SCOUTS, rel=0.2)
+    for _ in range(SCOUT_PATIENCE + 1):  # their jobs failed: no answer ever comes
+        estimator.observe_first_poll(0.85, done=False, planned=0.85)
+    for _ in range(STREAK):  # scouting can start again
+        plan = estimator.first_delay()
+        estimator.observe_first_poll(plan, done=True, planned=plan)
+    assert estimator.first_delay() == pytest.approx(estimator.estimate * SCOUT_SHARE, rel=0.05)
 
 
 def test_a_streak_of_early_finishers_from_the_right_estimate_is_rare() -> None:
@@ -203,3 +236,24 @@ def test_a_streak_of_early_finishers_from_the_right_estimate_is_rare() -> None:
     done, estimates = simulate(estimator, lo=0.2, hi=1.0, jobs=20000, seed=5)
     assert sum(done) / len(done) == pytest.approx(QUANTILE, abs=0.03)
     assert statistics.fmean(estimates) == pytest.approx(0.936, abs=0.05)
+
+
+def test_first_polls_delayed_by_the_read_limit_never_cut_the_estimate() -> None:
+    # Polls the read limit held back find their job done whatever the estimate: however
+    # many in a row, they are no evidence that it is too high.
+    estimator = LatencyEstimator(estimate=0.9)
+    for _ in range(10 * STREAK):
+        estimator.observe_first_poll(0.9 * 1.5, done=True, planned=0.9)
+    assert estimator.estimate == 0.9
+
+
+def test_a_burst_planned_before_a_cut_cuts_once() -> None:
+    estimator = LatencyEstimator(estimate=0.8)
+    for _ in range(5 * STREAK):  # planned at 0.8, all done on time: one streak...
+        estimator.observe_first_poll(0.8, done=True, planned=0.8)
+    scouts = [estimator.first_delay() for _ in range(SCOUTS)]
+    for plan in scouts:  # ...whose scouts find their jobs done: one cut
+        estimator.observe_first_poll(plan, done=True, planned=plan)
+    once = estimator.estimate
+    assert once == pytest.approx(scouts[0])
+    assert 0.8 * SCOUT_SHARE * 0.7 < once <= 0.8 * SCOUT_SHARE
