@@ -18,6 +18,7 @@ dies) keeps two runs off the same output.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import fcntl
@@ -172,11 +173,11 @@ class Journal:
             return
         try:
             self.flush()
-        finally:
+        finally:  # the lock is released even when the last write failed
             self._conn.close()
-        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        os.close(self._lock_fd)
-        self._lock_fd = -1
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
     def _start_run(self) -> None:
         with self._tx():
@@ -390,38 +391,22 @@ class Journal:
 
     # -- transactions ----------------------------------------------------------------------
 
-    def _tx(self) -> _Transaction:
-        return _Transaction(self._conn, self)
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        """BEGIN ... COMMIT (ROLLBACK on error) around a block; the connection is autocommit.
 
-
-class _Transaction:
-    """BEGIN ... COMMIT (ROLLBACK on error) around a block; the connection is autocommit.
-
-    Buffered request_ids are written first, so every transaction sees them, and leave the
-    buffer only once the COMMIT succeeded.
-    """
-
-    __slots__ = ("_conn", "_journal")
-
-    def __init__(self, conn: sqlite3.Connection, journal: Journal) -> None:
-        self._conn = conn
-        self._journal = journal
-
-    def __enter__(self) -> None:
+        Buffered request_ids are written first, so every transaction sees them, and leave
+        the buffer only once the COMMIT succeeded (a ROLLBACK keeps them buffered).
+        """
         self._conn.execute("BEGIN IMMEDIATE")
-        self._journal._write_submitted()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            self._conn.execute("ROLLBACK")  # buffered request_ids stay buffered
-            return
+        try:
+            self._write_submitted()
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
         self._conn.execute("COMMIT")
-        self._journal._submitted.clear()  # written by __enter__, now durable
+        self._submitted.clear()
 
 
 def wall_clock() -> float:

@@ -216,3 +216,27 @@ def test_a_failed_transaction_keeps_the_buffered_request_ids(tmp_path: Path) -> 
         assert _state_on_disk(path, a) == (TextState.INTENT, None)
         journal.flush()
         assert _state_on_disk(path, a) == (TextState.SUBMITTED, "req-a")
+
+
+def test_a_buffer_that_cannot_be_written_leaves_no_transaction_open(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    a = text_hash("a")
+    journal = Journal.open(path)
+    journal.record_intent([a])
+    journal.record_submitted(a, object(), 10.0)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.Error):  # written first in every transaction: it fails
+        journal.flush()
+    # rolled back: the database is not left locked by a half-begun transaction
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    with pytest.raises(sqlite3.Error):  # and still buffered: the next one fails alike
+        journal.record_intent([text_hash("b")])
+    with pytest.raises(sqlite3.Error):  # closing reports it too, and lets the output go
+        journal.close()
+    journal.close()
+    with Journal.open(path) as again:
+        assert again.run == 2
