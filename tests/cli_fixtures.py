@@ -75,6 +75,13 @@ def cli_env(key: str) -> dict[str, str]:
     return env
 
 
+def run_cli(command: list[str], key: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a CLI command to its end with ``key`` in the environment; capture its output."""
+    return subprocess.run(
+        command, env=cli_env(key), capture_output=True, text=True, timeout=timeout
+    )
+
+
 def journal_count(output: Path, sql: str) -> int:
     path = layout_for(output).journal
     if not path.exists():

@@ -15,7 +15,7 @@ import pytest
 from batch_embed import JournalLocked, Outcome, RunConfig, embed
 from batch_embed.emulator import Emulator, EmulatorConfig
 from batch_embed.layout import layout_for
-from tests.cli_fixtures import EmulatorProcess, cli_command, cli_env, journal_count
+from tests.cli_fixtures import EmulatorProcess, cli_command, cli_env, journal_count, run_cli
 from tests.pipeline_fixtures import (
     FAST,
     assert_vectors,
@@ -208,9 +208,7 @@ def test_sigkilled_runs_resume_every_row_once_paying_nothing_twice(tmp_path: Pat
             print(ready.__name__, "intents without request_id:", in_air)
             for part in parts.glob("part-*.parquet"):  # every committed part reads on its own
                 pq.read_table(part)
-        final = subprocess.run(
-            command, env=cli_env(KEY), capture_output=True, text=True, timeout=100
-        )
+        final = run_cli(command, KEY, timeout=100)
         stats = emu.stats()
     assert final.returncode == 0, final.stderr
     got = output_rows(layout_for(out))

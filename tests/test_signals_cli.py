@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_embed.layout import layout_for
-from tests.cli_fixtures import EmulatorProcess, cli_command, cli_env, journal_count
+from tests.cli_fixtures import EmulatorProcess, cli_command, cli_env, journal_count, run_cli
 from tests.pipeline_fixtures import (
     FAST,
     assert_vectors,
@@ -195,13 +195,7 @@ def test_a_signal_stops_submitting_collects_jobs_in_flight_and_exits_5(
         )
 
         # The same command again, unsignalled: every row exactly once, nothing paid twice.
-        rerun = subprocess.run(
-            cli_command(source, out, emu.url, second_json, *settings),
-            env=cli_env(KEY),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        rerun = run_cli(cli_command(source, out, emu.url, second_json, *settings), KEY)
         stats = emu.stats()
     assert rerun.returncode == 0, rerun.stderr
     assert_no_traceback(rerun.stderr)
@@ -271,13 +265,7 @@ def test_a_second_signal_exits_at_once_and_the_rerun_reattaches(tmp_path: Path) 
 
         # Re-run on the same emulator (it holds the jobs); texts never submitted are fast now.
         update_emulator(emu, latency=list(FAST))
-        rerun = subprocess.run(
-            cli_command(source, out, emu.url, second_json, *settings),
-            env=cli_env(KEY),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        rerun = run_cli(cli_command(source, out, emu.url, second_json, *settings), KEY)
         stats = emu.stats()
         repeated = stat(emu, "texts_submitted_more_than_once")
     assert rerun.returncode == 0, rerun.stderr
@@ -363,9 +351,7 @@ def test_a_signal_before_the_handlers_are_installed_exits_5_cleanly(tmp_path: Pa
         )
         for signum in (signal.SIGINT, signal.SIGTERM):
             early = [sys.executable, "-c", EARLY_SIGNAL, signum.name, *command[3:]]
-            first = subprocess.run(
-                early, env=cli_env(KEY), capture_output=True, text=True, timeout=60
-            )
+            first = run_cli(early, KEY)
             assert first.returncode == 5, (signum.name, first.returncode, first.stderr)
             assert_no_traceback(first.stderr)
             assert "batch-embed: interrupted" in first.stderr, (signum.name, first.stderr)
@@ -373,9 +359,7 @@ def test_a_signal_before_the_handlers_are_installed_exits_5_cleanly(tmp_path: Pa
             # request; at most the first submit could race the cancellation).
             assert jobs_created(emu) <= 1
             assert_parquet_readable(out)
-        rerun = subprocess.run(
-            command, env=cli_env(KEY), capture_output=True, text=True, timeout=60
-        )
+        rerun = run_cli(command, KEY)
     assert rerun.returncode == 0, rerun.stderr
     got = output_rows(layout)
     assert set(got) == set(texts)
