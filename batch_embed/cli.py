@@ -27,9 +27,9 @@ from . import __version__
 from . import loop as event_loop
 from .client import API_KEY_ENV, DEFAULT_ROOT
 from .config import DEFAULT_MAX_IN_FLIGHT, DEFAULT_READ_RATE, DEFAULT_RPM, RunConfig
-from .entry import interruptible
 from .error_sink import iter_errors
 from .errors import BatchEmbedError, ConfigError, InputError, JournalLocked
+from .interrupts import interruptible
 from .models import DEFAULT_MODEL, MODELS
 from .pipeline import Outcome, RunResult, embed
 

@@ -10,43 +10,13 @@ everything is loaded, and ends the process as a clean "interrupted" (exit 5).
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import Callable, Sequence
-from types import FrameType
-from typing import Any
 
-EXIT_INTERRUPTED = 5
+from .interrupts import EXIT_INTERRUPTED, interruptible
+
+__all__ = ["EXIT_INTERRUPTED", "main"]
+
 _SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers
-
-
-def interruptible(run: Callable[[], int]) -> int:
-    """Call ``run`` with SIGTERM acting as SIGINT (asyncio.run turns either into a clean
-    cancel); an interrupt that still escapes ends as a one-line "interrupted", exit 5."""
-    previous = _sigterm_as_sigint()
-    try:
-        return run()
-    except KeyboardInterrupt:
-        print("\nbatch-embed: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _sigterm_as_sigint() -> Handler | None:
-    """Make SIGTERM raise SIGINT; return the old handler, or None when this is not the main
-    thread (signals are then left alone)."""
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        signal.raise_signal(signal.SIGINT)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, forward)
-    except ValueError:
-        return None
-    return signal.SIG_DFL if previous is None else previous
 
 
 def _load_cli() -> Callable[[Sequence[str] | None], int]:

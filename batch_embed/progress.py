@@ -9,8 +9,8 @@ from typing import TextIO
 
 import pyarrow.parquet as pq
 
+from .inputs import InputFile
 from .ratelimit import AdaptiveLimiter
-from .reader import InputFile
 from .stats import RunStats
 
 

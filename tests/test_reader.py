@@ -16,15 +16,10 @@ import pytest
 
 import batch_embed.reader as reader_module
 from batch_embed.errors import ConfigError, InputError
+from batch_embed.inputs import InputFile, resolve_inputs
+from batch_embed.jsonl_input import SNIFF_LINES
 from batch_embed.models import ModelSpec
-from batch_embed.reader import (
-    SNIFF_LINES,
-    FileStats,
-    InputFile,
-    Reader,
-    ReaderConfig,
-    resolve_inputs,
-)
+from batch_embed.reader import FileStats, Reader, ReaderConfig
 from batch_embed.records import ErrorKind, ErrorRecord, Row, text_hash
 from batch_embed.tokens import encode
 
