@@ -10,6 +10,7 @@ from .client import DEFAULT_ROOT
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, model_spec
 from .retry import RetryPolicy
+from .spending import DEFAULT_MAX_RESUBMITS, cap_from
 
 DEFAULT_RPM = 50.0
 """Segmind's Pro plan: 50 submits per minute."""
@@ -49,6 +50,18 @@ class RunConfig:
     """Seconds one HTTP exchange may take in all (connecting at most 10 of them); a request
     that times out is retried like a 5xx."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_submits: int | None = None
+    """Stop submitting after this many paid submits (the run then exits "capped")."""
+    price_per_call: float | None = None
+    """What one submit costs, in the account's credits (for ``max_cost`` and the plan)."""
+    max_cost: float | None = None
+    """Stop before the submits would cost more than this (needs ``price_per_call``)."""
+    retry_failed: bool = False
+    """Submit again the texts that failed for their content (400, 422, bad output, lost)."""
+    prune: bool = False
+    """Remove from the output the rows whose key the input no longer has."""
+    max_resubmits: int = DEFAULT_MAX_RESUBMITS
+    """Resubmits of one text over the output's life; past it the row fails as ``lost``."""
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -76,10 +89,42 @@ class RunConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}: expected an integer >= 1, got {value!r}")
+        if self.max_submits is not None and (
+            isinstance(self.max_submits, bool)
+            or not isinstance(self.max_submits, int)
+            or self.max_submits < 0
+        ):
+            raise ConfigError(f"max_submits: expected an integer >= 0, got {self.max_submits!r}")
+        if (
+            isinstance(self.max_resubmits, bool)
+            or not isinstance(self.max_resubmits, int)
+            or (self.max_resubmits < 0)
+        ):
+            raise ConfigError(
+                f"max_resubmits: expected an integer >= 0, got {self.max_resubmits!r}"
+            )
+        for name in ("price_per_call", "max_cost"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+                or (name == "price_per_call" and value == 0)
+            ):
+                bound = "> 0" if name == "price_per_call" else ">= 0"
+                raise ConfigError(f"{name}: expected a finite number {bound}, got {value!r}")
+        if self.max_cost is not None and self.price_per_call is None:
+            raise ConfigError("max_cost: needs price_per_call (what one submit costs)")
         if not self.text_field:
             raise ConfigError("text_field: must not be empty")
         if self.id_field == "":
             raise ConfigError("id_field: must not be empty (omit it to derive keys)")
+
+    @property
+    def submit_cap(self) -> int | None:
+        """The paid submits this run may make (None: no cap)."""
+        return cap_from(self.max_submits, self.max_cost, self.price_per_call)
 
     @property
     def submit_rate(self) -> float:

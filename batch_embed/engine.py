@@ -23,16 +23,14 @@ from .poller import Poller
 from .ratelimit import AdaptiveLimiter, RateController
 from .reader import Reader
 from .records import ErrorKind, ErrorRecord, Row
+from .routing import TextAction, text_action
+from .spending import ResubmitAllowance, SubmitBudget
 from .stats import RunStats
 from .submitter import Submitter
 from .vectors import Vector
 from .write_stage import WriteStage
 from .writer import PartWriter
 
-PERMANENT_FAILURES = frozenset(
-    {ErrorKind.FAILED.value, ErrorKind.REJECTED.value, ErrorKind.BAD_OUTPUT.value}
-)
-"""Failures a re-run does not pay to repeat: the same text would fail the same way."""
 MAX_WAITING_ROWS = 1000
 """Rows attached to one in-flight job; more of the same text are copied at the end instead."""
 
@@ -61,6 +59,9 @@ class Engine:
         self.stop = stop
         loop = asyncio.get_running_loop()
         clock = loop.time
+        self.budget = SubmitBudget(config.submit_cap)
+        self.id_field = config.id_field
+        """The field keys come from (settled by the reader's preflight)."""
         self.submit_limiter = AdaptiveLimiter(RateController(config.submit_rate), clock=clock)
         self.read_limiter = (
             self.submit_limiter
@@ -76,7 +77,9 @@ class Engine:
             stats=stats,
             workers=min(config.max_in_flight, 64),
             clock=clock,
-            halted=lambda: self.stopping,
+            halted=lambda: self.halted,
+            budget=self.budget,
+            allowance=ResubmitAllowance(config.max_resubmits),
         )
         self.poller = Poller(
             client=client,
@@ -111,7 +114,8 @@ class Engine:
     # -- producer --------------------------------------------------------------------------
 
     async def produce(self, reader: Reader) -> None:
-        """Read every batch and route its rows; stop early on abort or signal."""
+        """Read every batch and route its rows; stop early on abort, signal or the cap."""
+        self.id_field = reader.id_field
         for batch in reader.batches():
             if self.stopping:
                 return
@@ -128,8 +132,14 @@ class Engine:
         self.read_all = not self.stopping
 
     @property
-    def stopping(self) -> bool:
+    def halted(self) -> bool:
+        """A signal or the API stopped the run: nothing more is submitted."""
         return self.stop.is_set() or self.abort_reason is not None
+
+    @property
+    def stopping(self) -> bool:
+        """Halted, or at the submit cap: no more rows are read."""
+        return self.halted or self.budget.refused
 
     async def route(self, row: Row, verdict: RowVerdict) -> None:
         ledger = self.stats.ledger(row.source)
@@ -148,11 +158,11 @@ class Engine:
                     source=row.source,
                     location=row.location,
                     kind=ErrorKind.DUPLICATE_ID,
-                    message=f"{row.source}, {row.location}, field {self.config.id_field!r}: "
+                    message=f"{row.source}, {row.location}, field {self.id_field!r}: "
                     f"id {row.key!r} was already used by "
                     f"{self.journal.row_location(row.key) or 'an earlier row'} with a different "
                     "text; this row is not embedded",
-                    field=self.config.id_field,
+                    field=self.id_field,
                 )
             )
             return
@@ -174,14 +184,17 @@ class Engine:
             self.fail_rows([waiting], ErrorKind(failure[0]), failure[1], failure[2], ())
             return
         known = self.journal.text(digest)
-        if known is not None and known.state is TextState.DONE:
+        action = text_action(
+            known,
+            now=time.time(),
+            usable_for=self.config.retention - self.config.retention_margin,
+            retry_failed=self.config.retry_failed,
+        )
+        if action is TextAction.COPY:
             self.stats.duplicate_rows += 1
             return  # stays PENDING: copied from the output at the end
-        if (
-            known is not None
-            and known.state is TextState.FAILED
-            and (known.error_kind in PERMANENT_FAILURES)
-        ):
+        if action is TextAction.FAIL:
+            assert known is not None and known.error_kind is not None
             kind = ErrorKind(known.error_kind)
             message = known.error_message or kind.value
             self.failed_here[digest] = (kind.value, message, known.http_status)
@@ -194,18 +207,23 @@ class Engine:
         self.stats.distinct_texts += 1
         job = Job(text=row.text, digest=digest, rows=[waiting])
         self.by_digest[digest] = job
-        if known is not None and known.state is TextState.SUBMITTED and known.request_id:
-            age = time.time() - (known.submitted_at or 0.0)
-            if age < self.config.retention - self.config.retention_margin:
-                job.handle = self.client.handle(
-                    known.request_id, submitted_at=known.submitted_at or 0.0
-                )
-                job.request_ids.append(known.request_id)
-                self.stats.reattached += 1
-                self.poller.add(job)
-                return
+        if known is not None:
+            if known.state is TextState.FAILED and self.config.retry_failed:
+                self.journal.forgive(digest)
+            else:
+                job.prior_paid = known.paid
+        if action is TextAction.REATTACH:
+            assert known is not None and known.request_id is not None
+            job.handle = self.client.handle(
+                known.request_id, submitted_at=known.submitted_at or 0.0
+            )
+            job.request_ids.append(known.request_id)
+            self.stats.reattached += 1
+            self.poller.add(job)
+            return
+        if action is TextAction.RESUBMIT_EXPIRED:
             self.stats.resubmits[Resubmit.EXPIRED.value] += 1
-        elif known is not None and known.state is TextState.INTENT:
+        elif action is TextAction.RESUBMIT_UNRECORDED:
             self.stats.resubmits[Resubmit.UNRECORDED.value] += 1
         self.submitter.queue.put_nowait(job)
 
@@ -228,7 +246,7 @@ class Engine:
         self.stats.resubmits[reason.value] += 1
         job.handle = None
         job.resubmit_reason = reason
-        if self.stopping:
+        if self.halted:
             self.failed(
                 job, ErrorKind.ABORTED, f"run stopped before resubmit ({reason.value})", None
             )
@@ -239,6 +257,10 @@ class Engine:
         if self.abort_reason is None:
             self.abort_reason = describe_abort(error)
             self.submitter.stop()
+
+    def left(self, job: Job) -> None:
+        # Its rows stay PENDING in the journal; resolve_pending counts them as left.
+        self.finish(job)
 
     # -- bookkeeping -----------------------------------------------------------------------
 

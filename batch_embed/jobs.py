@@ -44,6 +44,8 @@ class Job:
     request_ids: list[str] = field(default_factory=list)
     submits: int = 0
     """Submits sent for this text in this run (each a paid call)."""
+    prior_paid: int = 0
+    """Submits earlier runs paid for this text (against its resubmit allowance)."""
     attempts: int = 0
     """Transient failures of the current step, reset when the step succeeds."""
     step_started: float = 0.0
@@ -81,3 +83,6 @@ class EngineEvents(Protocol):
 
     def abort(self, error: ApiError) -> None:
         """The run cannot go on (401, 403, 406, unknown model): stop submitting."""
+
+    def left(self, job: Job) -> None:
+        """The run's submit cap is reached: the job is left, unsubmitted, for the next run."""

@@ -10,7 +10,11 @@ re-run resumes from. Two tables:
 ``texts``  one per distinct text hash: the job's state (INTENT written before the POST,
            SUBMITTED once the request_id is known, DONE once its vector is committed,
            FAILED), the request_id, the submission time (wall clock), the number of submits
-           (each one a paid call), and the error of a failed text.
+           (each one a paid call; ``forgiven`` of them were before a ``--retry-failed``
+           gave the text a new allowance of resubmits), and the error of a failed text.
+``superseded`` / ``pruned``  keys whose old output rows must go (their text changed; they
+           left the input and ``--prune`` asked); kept until the output is rewritten, so a
+           crash in between is finished by the next run.
 
 A lock (``flock`` on a file beside the database, released by the kernel when the process
 dies) keeps two runs off the same output.
@@ -20,98 +24,27 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import enum
 import fcntl
 import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from .errors import JournalLocked
+from .journal_schema import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    TEXT_COLUMNS,
+    RowState,
+    RowVerdict,
+    TextRecord,
+    TextState,
+)
 from .records import Row, RowKey
 
-SCHEMA_VERSION = "1"
-
-
-class RowState(enum.IntEnum):
-    """Where one row key stands."""
-
-    PENDING = 0
-    """Seen; no vector written for it yet."""
-    COMMITTED = 1
-    """Its vector is in a committed output part."""
-    FAILED = 2
-    """Its error record is written."""
-
-
-class TextState(enum.IntEnum):
-    """Where one distinct text's job stands."""
-
-    INTENT = 0
-    """A submit is about to be (or was) sent; its answer is not recorded."""
-    SUBMITTED = 1
-    """The submit was answered; ``request_id`` and ``submitted_at`` are known."""
-    DONE = 2
-    """Its vector is in a committed output part."""
-    FAILED = 3
-    """The text cannot be embedded; the error is recorded."""
-
-
-class RowVerdict(enum.Enum):
-    """What to do with a row the reader produced, given what the journal knows."""
-
-    NEW = "new"
-    """Not seen before (or seen only by an interrupted run): embed it."""
-    CHANGED = "changed"
-    """An earlier run saw this id with another text: embed the new text."""
-    DONE = "done"
-    """An earlier run committed this id with this text: skip it."""
-    REPEAT = "repeat"
-    """This run already has this id with this text: a harmless duplicate, skip it."""
-    CONFLICT = "conflict"
-    """This run already has this id with a different text: a duplicate-id error."""
-
-
-@dataclass(frozen=True, slots=True)
-class TextRecord:
-    """The journal's row for one text hash."""
-
-    hash: str
-    state: TextState
-    request_id: str | None
-    submitted_at: float | None
-    submits: int
-    error_kind: str | None
-    error_message: str | None
-    http_status: int | None
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS rows(
-    key PRIMARY KEY NOT NULL,
-    hash TEXT NOT NULL,
-    run INTEGER NOT NULL,
-    state INTEGER NOT NULL,
-    source TEXT NOT NULL,
-    location TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS rows_by_run_state ON rows(run, state);
-CREATE TABLE IF NOT EXISTS texts(
-    hash TEXT PRIMARY KEY NOT NULL,
-    state INTEGER NOT NULL,
-    request_id TEXT,
-    submitted_at REAL,
-    submits INTEGER NOT NULL DEFAULT 0,
-    error_kind TEXT,
-    error_message TEXT,
-    http_status INTEGER
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS superseded(key PRIMARY KEY NOT NULL) WITHOUT ROWID;
-"""
+__all__ = ["Journal", "RowState", "RowVerdict", "TextRecord", "TextState", "wall_clock"]
 
 
 class Journal:
@@ -151,7 +84,10 @@ class Journal:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(_SCHEMA)
+        conn.executescript(SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(texts)")}
+        if "forgiven" not in columns:  # a journal of an earlier version
+            conn.execute("ALTER TABLE texts ADD COLUMN forgiven INTEGER NOT NULL DEFAULT 0")
         journal = cls(conn, fd, path)
         journal._start_run()
         return journal
@@ -265,33 +201,86 @@ class Journal:
         return list(cur)
 
     def vanished_rows(self) -> int:
-        """Rows known from earlier runs that this run's input no longer has."""
+        """Rows known from earlier runs that this run's input no longer has (gone rows)."""
         found = self._conn.execute("SELECT count(*) FROM rows WHERE run<?", (self.run,)).fetchone()
         return int(found[0])
 
-    def superseded(self) -> dict[RowKey, str]:
-        """Keys whose text changed since an earlier run wrote them: ``{key: current hash}``.
+    def superseded(self) -> dict[RowKey, str | None]:
+        """Keys whose old output rows must go: ``{key: hash to keep, or None to drop all}``.
 
-        The output may still hold their old vector (under another hash); it must be dropped.
-        Kept across crashes until :meth:`clear_superseded` after the output is cleaned.
+        A key whose text changed keeps only its current hash's row; a pruned key keeps none.
+        Kept across crashes until :meth:`finish_drops` after the output is rewritten.
         """
         cur = self._conn.execute(
             "SELECT s.key, r.hash FROM superseded s JOIN rows r ON r.key = s.key"
         )
-        return {key: digest for key, digest in cur}
+        drops: dict[RowKey, str | None] = {key: digest for key, digest in cur}
+        drops.update((key, None) for (key,) in self._conn.execute("SELECT key FROM pruned"))
+        return drops
 
-    def clear_superseded(self) -> None:
-        """Forget the superseded keys once no output file holds their old vectors."""
+    def mark_gone_for_pruning(self) -> int:
+        """Record every row earlier runs saw that this run's input no longer has as pruned."""
         with self._tx():
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO pruned(key) SELECT key FROM rows WHERE run<?", (self.run,)
+            )
+            return cur.rowcount
+
+    def finish_drops(self, dropped_hashes: Iterable[str]) -> None:
+        """The output no longer holds the superseded and pruned rows: forget them.
+
+        Pruned keys leave ``rows``; a text whose last committed row was dropped stops being
+        DONE (a later row with that text is then embedded again, not copied from nowhere).
+        """
+        with self._tx():
+            self._conn.execute("DELETE FROM rows WHERE key IN (SELECT key FROM pruned)")
+            self._conn.execute("DELETE FROM pruned")
             self._conn.execute("DELETE FROM superseded")
+            self._conn.executemany(
+                "DELETE FROM texts WHERE hash=? AND state=2 AND NOT EXISTS "
+                "(SELECT 1 FROM rows WHERE rows.hash=texts.hash AND rows.state=1)",
+                ((digest,) for digest in set(dropped_hashes)),
+            )
+
+    # -- what the output holds -------------------------------------------------------------
+
+    def committed_count(self) -> int:
+        """Rows the journal records as committed to the output."""
+        found = self._conn.execute("SELECT count(*) FROM rows WHERE state=1").fetchone()
+        return int(found[0])
+
+    def forget_committed(self) -> None:
+        """Drop every committed row and done text (the output is re-read as the record)."""
+        with self._tx():
+            self._conn.execute("DELETE FROM rows WHERE state=1")
+            self._conn.execute("DELETE FROM texts WHERE state=2")
+
+    def import_committed(self, entries: Iterable[tuple[RowKey, str, str, str]]) -> None:
+        """Record output rows ``(key, hash, source, location)`` as committed by run 0.
+
+        Run 0 is earlier than every real run, so a row the input no longer has counts as gone.
+        """
+        with self._tx():
+            cur = self._conn.cursor()
+            for key, digest, source, location in entries:
+                cur.execute(
+                    "INSERT INTO rows(key, hash, run, state, source, location) "
+                    "VALUES(?, ?, 0, 1, ?, ?) ON CONFLICT(key) DO UPDATE SET hash=excluded.hash, "
+                    "state=1, source=excluded.source, location=excluded.location",
+                    (key, digest, source, location),
+                )
+                cur.execute(
+                    "INSERT INTO texts(hash, state) VALUES(?, 2) "
+                    "ON CONFLICT(hash) DO UPDATE SET state=2",
+                    (digest,),
+                )
 
     # -- texts -----------------------------------------------------------------------------
 
     def text(self, digest: str) -> TextRecord | None:
         """The journal's record of one text, or None when it has none."""
         found = self._conn.execute(
-            "SELECT hash, state, request_id, submitted_at, submits, error_kind, error_message, "
-            "http_status FROM texts WHERE hash=?",
+            f"SELECT {TEXT_COLUMNS} FROM texts WHERE hash=?",
             (digest,),
         ).fetchone()
         if found is None:
@@ -345,6 +334,11 @@ class Journal:
                 ((rid, at, digest) for digest, (rid, at) in self._submitted.items()),
             )
 
+    def forgive(self, digest: str) -> None:
+        """``--retry-failed``: the text's submits so far no longer count against its allowance."""
+        with self._tx():
+            self._conn.execute("UPDATE texts SET forgiven=submits WHERE hash=?", (digest,))
+
     def record_not_sent(self, digest: str) -> None:
         """Undo an intent whose submit provably never reached the server (not paid)."""
         with self._tx():
@@ -376,10 +370,7 @@ class Journal:
     def unfinished_texts(self) -> Iterator[TextRecord]:
         """Texts with a job that an earlier run left unfinished (INTENT or SUBMITTED)."""
         self.flush()
-        cur = self._conn.execute(
-            "SELECT hash, state, request_id, submitted_at, submits, error_kind, error_message, "
-            "http_status FROM texts WHERE state IN (0, 1)"
-        )
+        cur = self._conn.execute(f"SELECT {TEXT_COLUMNS} FROM texts WHERE state IN (0, 1)")
         for found in cur:
             yield TextRecord(found[0], TextState(found[1]), *found[2:])
 

@@ -3,7 +3,8 @@
 Rows whose text was embedded before (by this run, an earlier one, or another key) are not
 paid for again: their vector is read back from the output, one row group at a time and
 only for the hashes wanted, and written under the row's own key. Rows whose text failed get
-that text's error; rows the run never reached get the reason it stopped.
+that text's error; rows the run never reached get the reason it stopped, or, when it
+stopped at the submit cap, are left PENDING for the next run (counted as left, no error).
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ async def resolve_pending(engine: Engine) -> None:
             if known is not None and known.state is TextState.DONE:
                 continue
             rows = [WaitingRow(k, s, loc) for k, s, loc in wanted.pop(digest)]
-            if known is not None and known.state is TextState.FAILED:
-                kind = ErrorKind(known.error_kind or ErrorKind.FAILED.value)
-                engine.fail_rows(
-                    rows, kind, known.error_message or kind.value, known.http_status, ()
-                )
+            failure = engine.failed_here.get(digest)
+            if failure is not None:
+                engine.fail_rows(rows, ErrorKind(failure[0]), failure[1], failure[2], ())
+            elif engine.budget.refused and not engine.halted:
+                for row in rows:  # still PENDING in the journal: the next run embeds them
+                    engine.stats.ledger(row.source).left += 1
             else:
                 reason = engine.abort_reason or "run stopped before this row was embedded"
                 engine.fail_rows(rows, ErrorKind.ABORTED, reason, None, ())

@@ -1,19 +1,46 @@
-"""What an output already holds, and keeping it true: its files, its settings, stale rows.
+"""What an output already holds, and keeping the journal and the output true to each other.
 
-A re-run must agree with the output it extends (model, dimension, key type) and must leave
-no row in it whose text has since changed. Everything here streams the output's files row
-group by row group and rewrites a file only atomically.
+The output is the record: every committed row is in its files with its ``id`` and
+``text_sha256``, and its footer names the model and dimension. So a re-run needs no journal
+to know what is paid for. When the journal's count of committed rows disagrees with the
+rows the output's footers hold (the journal was deleted, or the output was copied from
+another machine, or replaced), the journal's committed rows are re-read from the output:
+ids and hashes only, one row group at a time, never the vectors. In-flight jobs and failed
+texts stay as the journal has them.
+
+A re-run must agree with the output it extends (model, dimension, key type), and must
+leave no row whose text has since changed, nor (with ``--prune``) a row whose key left the
+input. Files are rewritten only atomically; the journal keeps the keys to drop until every
+file is rewritten, so a crash in between is finished by the next run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .errors import ConfigError
 from .journal import Journal
 from .layout import OutputLayout
+from .output_rewrite import drop_stale_rows
 from .records import RowKey
-from .writer import committed_parts, drop_stale_rows
+from .writer import META_DIM, META_MODEL, committed_parts
+
+_KEY_TYPES = {"int64": "int", "string": "str", "large_string": "str"}
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSettings:
+    """What an output's first file says of itself."""
+
+    path: Path
+    model: str | None
+    dim: str | None
+    key_type: str | None
 
 
 def output_files(layout: OutputLayout) -> list[Path]:
@@ -24,21 +51,43 @@ def output_files(layout: OutputLayout) -> list[Path]:
     return files
 
 
-def drop_superseded(layout: OutputLayout, superseded: dict[RowKey, str]) -> None:
-    """Remove from the output the old vectors of rows whose text changed since they were written.
-
-    A row is dropped when its id is superseded and its ``text_sha256`` is not the id's
-    current hash. Files are streamed row group by row group and rewritten atomically, only
-    when they hold such a row, so a crash leaves every file whole (and the journal keeps the
-    superseded keys until this has finished).
-    """
-    for path in output_files(layout):
-        drop_stale_rows(path, superseded)
+def output_settings(layout: OutputLayout) -> OutputSettings | None:
+    """The model, dimension and key type the output's first file records; None if empty."""
+    files = output_files(layout)
+    if not files:
+        return None
+    schema = _schema(files[0])
+    meta = schema.metadata or {}
+    id_type = str(schema.field("id").type) if "id" in schema.names else None
+    return OutputSettings(
+        files[0],
+        bytes(meta[META_MODEL]).decode() if META_MODEL in meta else None,
+        bytes(meta[META_DIM]).decode() if META_DIM in meta else None,
+        _KEY_TYPES.get(id_type or ""),
+    )
 
 
 def check_meta(journal: Journal, layout: OutputLayout, model: str, dim: int, key_type: str) -> None:
-    """Refuse to mix runs with different models or key types in one output."""
+    """Refuse to mix runs with different models, dimensions or key types in one output.
+
+    Both records are asked: the journal's settings and the output's own footer, so that
+    an output whose journal is gone is guarded as well.
+    """
     wanted = {"model": model, "dim": str(dim), "key_type": key_type}
+    settings = output_settings(layout)
+    if settings is not None:
+        found_in_output = {
+            "model": settings.model,
+            "dim": settings.dim,
+            "key_type": settings.key_type,
+        }
+        for name, value in wanted.items():
+            found = found_in_output[name]
+            if found is not None and found != value:
+                raise ConfigError(
+                    f"output {settings.path} holds {name} {found!r}, this run has {name} "
+                    f"{value!r}; use another --output, or --fresh to start over"
+                )
     for name, value in wanted.items():
         found = journal.meta(name)
         if found is not None and found != value:
@@ -49,9 +98,76 @@ def check_meta(journal: Journal, layout: OutputLayout, model: str, dim: int, key
     journal.set_meta(wanted)
 
 
+def output_rows(layout: OutputLayout) -> int:
+    """The rows the output's files hold, from their footers alone."""
+    return sum(_metadata(path).num_rows for path in output_files(layout))
+
+
+def reconcile(journal: Journal, layout: OutputLayout) -> int | None:
+    """Make the journal's committed rows the output's; return the rows re-read, or None.
+
+    Nothing is read beyond the footers when the counts agree (the usual re-run).
+    """
+    in_output = output_rows(layout)
+    if journal.committed_count() == in_output:
+        return None
+    journal.forget_committed()
+    journal.import_committed(_entries(layout))
+    return in_output
+
+
+def _entries(layout: OutputLayout) -> Iterator[tuple[RowKey, str, str, str]]:
+    """Every output row as ``(key, hash, file, "row N")``, one row group at a time."""
+    for path in output_files(layout):
+        row = 0
+        with pq.ParquetFile(path) as parquet:
+            for index in range(parquet.num_row_groups):
+                group = parquet.read_row_group(index, columns=["id", "text_sha256"])
+                ids = group.column("id").to_pylist()
+                hashes = group.column("text_sha256").to_pylist()
+                for offset, (key, digest) in enumerate(zip(ids, hashes, strict=True)):
+                    yield key, digest, path.name, f"row {row + offset}"
+                row += group.num_rows
+
+
+def finish_drops(journal: Journal, layout: OutputLayout) -> None:
+    """Remove the superseded and pruned rows from every output file, then from the journal.
+
+    A superseded key keeps only its current hash's row; a pruned key keeps none.
+    """
+    drops = journal.superseded()
+    if drops:
+        journal.finish_drops(drop_rows(layout, drops))
+
+
+def drop_rows(layout: OutputLayout, drops: Mapping[RowKey, str | None]) -> set[str]:
+    """Rewrite the output files that hold rows to drop; return the hashes dropped.
+
+    Touches files only, never the journal, so it may run in a worker thread.
+    """
+    dropped: set[str] = set()
+    for path in output_files(layout):
+        dropped |= drop_stale_rows(path, drops)
+    return dropped
+
+
 def remove_outputs(layout: OutputLayout) -> None:
     """With --fresh: remove the parts and the output file of earlier runs."""
     for part in committed_parts(layout.parts_dir) if layout.parts_dir.exists() else []:
         part.unlink()
     if layout.single_file:
         layout.output.unlink(missing_ok=True)
+
+
+def _schema(path: Path) -> pa.Schema:
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowException, OSError) as err:
+        raise ConfigError(f"output file {path} cannot be read ({err})") from err
+
+
+def _metadata(path: Path) -> pq.FileMetaData:
+    try:
+        return pq.read_metadata(path)
+    except (pa.ArrowException, OSError) as err:
+        raise ConfigError(f"output file {path} cannot be read ({err})") from err

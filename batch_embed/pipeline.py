@@ -28,9 +28,9 @@ from .error_sink import ErrorSink
 from .inputs import InputFile, resolve_inputs
 from .journal import Journal
 from .layout import OutputLayout, layout_for
-from .models import model_spec
+from .models import ModelSpec, model_spec
 from .output_copy import resolve_pending
-from .output_index import check_meta, drop_superseded, remove_outputs
+from .output_index import check_meta, drop_rows, finish_drops, reconcile, remove_outputs
 from .progress import Progress, estimate_rows
 from .reader import Reader, ReaderConfig
 from .records import ErrorKind
@@ -49,6 +49,8 @@ class Outcome(enum.Enum):
     """The API refused to go on (401, 403, 406, unknown model)."""
     INTERRUPTED = "interrupted"
     """A signal stopped the run; what was collected is written."""
+    CAPPED = "capped"
+    """The run stopped at its submit cap; what was collected is written; run again."""
     LEDGER_MISMATCH = "ledger_mismatch"
     """Rows read != embedded + failed + skipped: a bug, reported loudly."""
 
@@ -74,18 +76,7 @@ async def embed(
     Raises InputError (a bad input file, before anything is submitted), ConfigError and
     JournalLocked. Everything that happens to rows is in the result and the errors output.
     """
-    spec = model_spec(config.model)
-    files = resolve_inputs(config.inputs)
-    reader = Reader(
-        files,
-        ReaderConfig(
-            text_field=config.text_field,
-            id_field=config.id_field,
-            truncate=config.truncate,
-            model=spec,
-        ),
-    )
-    reader.preflight()
+    spec, files, reader = open_inputs(config)
     layout = layout_for(config.output, config.errors)
     stats = RunStats(started=time.monotonic())
     stop = stop or asyncio.Event()
@@ -101,10 +92,15 @@ async def embed(
             read=config.request_timeout,
         ),
     )
+    stats.key_source, stats.derived_keys = reader.key_source, reader.id_field is None
+    stats.submit_cap = config.submit_cap
     with Journal.open(layout.journal, fresh=config.fresh) as journal:
-        check_meta(journal, layout, spec.slug, spec.dim, reader.key_type)
         if config.fresh:
             remove_outputs(layout)
+        check_meta(journal, layout, spec.slug, spec.dim, reader.key_type)
+        # On the loop, not in a thread: a cancelled run must not close the journal under it.
+        finish_drops(journal, layout)  # a rewrite an earlier crash cut short
+        stats.rebuilt_rows = reconcile(journal, layout)
         with (
             ErrorSink(layout.errors, mode="fresh") as sink,
             PartWriter(
@@ -145,20 +141,39 @@ async def embed(
             await asyncio.to_thread(writer.close)
             if run.read_all:
                 stats.vanished_rows = journal.vanished_rows()
-            superseded = journal.superseded()
-            if superseded:
-                await asyncio.to_thread(drop_superseded, layout, superseded)
-                journal.clear_superseded()
+                if config.prune:
+                    stats.pruned_rows = journal.mark_gone_for_pruning()
+            drops = journal.superseded()
+            if drops:
+                journal.finish_drops(await asyncio.to_thread(drop_rows, layout, drops))
         if layout.single_file:
             await asyncio.to_thread(finalize_single_file, layout.parts_dir, layout.output)
     for source, file_stats in reader.stats.items():
         stats.truncated += file_stats.truncated
         stats.ledger(source)
     stats.finished = time.monotonic()
+    stats.capped = run.budget.refused
     reason = run.abort_reason
     if reason is not None:
         reason = f"{reason}; {rows_left(stats, files)}"
     return RunResult(result_outcome(stats, run, stop), stats, layout, reason)
+
+
+def open_inputs(config: RunConfig) -> tuple[ModelSpec, list[InputFile], Reader]:
+    """Resolve and preflight the inputs of a run (raises InputError before anything is paid)."""
+    spec = model_spec(config.model)
+    files = resolve_inputs(config.inputs)
+    reader = Reader(
+        files,
+        ReaderConfig(
+            text_field=config.text_field,
+            id_field=config.id_field,
+            truncate=config.truncate,
+            model=spec,
+        ),
+    )
+    reader.preflight()
+    return spec, files, reader
 
 
 def rows_left(stats: RunStats, files: list[InputFile]) -> str:
@@ -209,6 +224,8 @@ def result_outcome(stats: RunStats, run: Engine, stop: asyncio.Event) -> Outcome
         return Outcome.ABORTED
     if stop.is_set():
         return Outcome.INTERRUPTED
+    if run.budget.refused:
+        return Outcome.CAPPED
     if stats.rows_failed:
         return Outcome.ROWS_FAILED
     return Outcome.COMPLETED

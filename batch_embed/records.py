@@ -48,6 +48,10 @@ class ErrorKind(enum.Enum):
     """The job completed but its output is not a valid vector."""
     RETRIES_EXHAUSTED = "retries_exhausted"
     """5xx, timeouts or dropped connections persisted past the retry budget."""
+    LOST = "lost"
+    """The service kept losing the text's job (404 within the hour, expiry, lost answers):
+    it was resubmitted ``max_resubmits`` times over the output's life; ``request_ids`` lists
+    the jobs."""
     ABORTED = "aborted"
     """The run stopped (401/403/406 or a signal) before this row could be embedded."""
 

@@ -8,17 +8,19 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class FileLedger:
-    """One input file's accounting: every row read ends embedded, failed or skipped."""
+    """One input file's accounting: every row read ends embedded, failed, skipped or left."""
 
     read: int = 0
     embedded: int = 0
     failed: int = 0
     skipped: int = 0
+    left: int = 0
+    """Rows not embedded because the run stopped at its submit cap (the next run goes on)."""
 
     @property
     def balanced(self) -> bool:
-        """True when read == embedded + failed + skipped."""
-        return self.read == self.embedded + self.failed + self.skipped
+        """True when read == embedded + failed + skipped + left."""
+        return self.read == self.embedded + self.failed + self.skipped + self.left
 
 
 @dataclass(slots=True)
@@ -36,7 +38,19 @@ class RunStats:
     changed_rows: int = 0
     """Rows whose id an earlier run saw with another text (embedded again)."""
     vanished_rows: int = 0
-    """Rows an earlier run saw that this run's input no longer has (their output rows stay)."""
+    """Rows an earlier run saw that this run's input no longer has (gone rows; their output
+    rows stay unless ``--prune``)."""
+    pruned_rows: int = 0
+    """Gone rows removed from the output (``--prune``)."""
+    key_source: str = ""
+    """Where the row keys came from, in words."""
+    derived_keys: bool = False
+    """True when keys are ``<file>:<line>``: they move when lines move."""
+    rebuilt_rows: int | None = None
+    """Output rows re-read as the record because the journal disagreed with the output."""
+    submit_cap: int | None = None
+    capped: bool = False
+    """True when the run stopped at its submit cap."""
     submits: int = 0
     """Submit requests sent that may have been billed (the paid calls)."""
     submits_accepted: int = 0
@@ -81,6 +95,10 @@ class RunStats:
         return sum(f.skipped for f in self.files.values())
 
     @property
+    def rows_left(self) -> int:
+        return sum(f.left for f in self.files.values())
+
+    @property
     def unbalanced(self) -> list[str]:
         """Files whose ledger does not balance (each one a bug)."""
         return [name for name, f in self.files.items() if not f.balanced]
@@ -97,12 +115,19 @@ class RunStats:
             "rows_embedded": self.rows_embedded,
             "rows_failed": self.rows_failed,
             "rows_skipped": self.rows_skipped,
+            "rows_left": self.rows_left,
             "distinct_texts": self.distinct_texts,
             "duplicate_rows": self.duplicate_rows,
             "repeated_ids": self.repeated_ids,
             "resumed_done": self.resumed_done,
             "changed_rows": self.changed_rows,
             "vanished_rows": self.vanished_rows,
+            "gone": self.vanished_rows,
+            "pruned": self.pruned_rows,
+            "key": self.key_source,
+            "rebuilt_from_output": self.rebuilt_rows,
+            "submit_cap": self.submit_cap,
+            "capped": self.capped,
             "submits": self.submits,
             "possibly_billed_twice": self.possibly_billed_twice,
             "resubmits": dict(self.resubmits),
@@ -122,6 +147,7 @@ class RunStats:
                     "embedded": f.embedded,
                     "failed": f.failed,
                     "skipped": f.skipped,
+                    "left": f.left,
                 }
                 for name, f in self.files.items()
             },
@@ -133,7 +159,8 @@ class RunStats:
         lines = [
             f"rows read {d['rows_read']}: embedded {d['rows_embedded']}, "
             f"failed {d['rows_failed']}, skipped {d['rows_skipped']}"
-            + (f" (already done {self.resumed_done})" if self.resumed_done else ""),
+            + (f" (already done {self.resumed_done})" if self.resumed_done else "")
+            + (f", left for the next run {self.rows_left}" if self.rows_left else ""),
             f"distinct texts {d['distinct_texts']} (duplicate rows {d['duplicate_rows']}); "
             f"submits {d['submits']}, polls/job {d['polls_per_job']}, "
             f"result fetches {d['result_fetches']}",
@@ -147,11 +174,35 @@ class RunStats:
             lines.append(
                 f"truncated {self.truncated} texts to the model's token limit (--truncate)"
             )
+        if self.key_source:
+            lines.append(
+                f"keys: {self.key_source}"
+                + (
+                    " (they move when lines move: a re-run after an insert pays again; "
+                    "give the input an id field or --id-field)"
+                    if self.derived_keys
+                    else ""
+                )
+            )
+        if self.rebuilt_rows is not None:
+            lines.append(
+                f"the journal did not match the output: re-read {self.rebuilt_rows} output "
+                "rows as the record"
+            )
         if self.changed_rows or self.vanished_rows:
+            kept = (
+                f"{self.pruned_rows} removed from the output (--prune)"
+                if self.pruned_rows
+                else "kept in the output (--prune removes them)"
+            )
             lines.append(
                 f"input changed since the last run: {self.changed_rows} rows with a new text "
-                f"(embedded again), {self.vanished_rows} rows no longer in the input "
-                "(kept in the output)"
+                f"(embedded again), {self.vanished_rows} rows gone from the input ({kept})"
+            )
+        if self.capped:
+            lines.append(
+                f"stopped at the cap of {self.submit_cap} submits: {self.rows_left} rows read "
+                "are left, plus the rows not read yet; run again to continue"
             )
         if self.errors_by_kind:
             kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.errors_by_kind.items()))

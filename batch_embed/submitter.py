@@ -8,6 +8,10 @@ submitted again, counted as possibly billed twice. A 429 slows the whole
 submit class (:mod:`batch_embed.ratelimit`) and is retried, never an error by itself; 5xx,
 timeouts and dropped connections are retried within the :class:`RetryPolicy`'s bounds, and
 when the request may have reached the server the text is counted as possibly billed twice.
+
+Before each POST the run's spending rules are asked (:mod:`batch_embed.spending`): a text
+submitted as often as its allowance permits fails as ``lost``; at the run's submit cap the
+job is left for the next run.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .journal import Journal
 from .ratelimit import AdaptiveLimiter
 from .records import ErrorKind
 from .retry import RetryPolicy, Verdict, classify
+from .spending import ResubmitAllowance, SubmitBudget
 from .stats import RunStats
 
 SUBMITTED_FLUSH_SECONDS = 0.05
@@ -98,6 +103,8 @@ class Submitter:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         halted: Callable[[], bool] = lambda: False,
+        budget: SubmitBudget | None = None,
+        allowance: ResubmitAllowance | None = None,
     ) -> None:
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self._halted = halted
@@ -114,6 +121,8 @@ class Submitter:
         self._stopped = False
         self._busy = 0
         self._intents = IntentWriter(journal)
+        self._budget = budget or SubmitBudget(None)
+        self._allowance = allowance or ResubmitAllowance()
 
     @property
     def idle(self) -> bool:
@@ -155,17 +164,27 @@ class Submitter:
         job.attempts = 0
         job.step_started = self._clock()
         throttled_since: float | None = None
+        # The allowance counts submit rounds (a first one, then each resubmit after a job was
+        # lost); the attempts within one round are the retry policy's to bound.
+        if self._allowance.exhausted(job.prior_paid + job.submits):
+            self._events.failed(job, ErrorKind.LOST, self._lost_message(job), None)
+            return
         while True:
             if self.stopped:
                 self._events.failed(job, ErrorKind.ABORTED, "run stopped before submit", None)
                 return
+            if not self._budget.take():
+                self._events.left(job)
+                return
             sent_at = await self._limiter.acquire()
             if self.stopped:
+                self._budget.give_back()
                 self._events.failed(job, ErrorKind.ABORTED, "run stopped before submit", None)
                 return
             await self._intents.record(job.digest)
             if self.stopped:  # a stop came while the intent was written: nothing was sent
                 self._journal.record_not_sent(job.digest)
+                self._budget.give_back()
                 self._events.failed(job, ErrorKind.ABORTED, "run stopped before submit", None)
                 return
             job.submits += 1
@@ -204,16 +223,14 @@ class Submitter:
         verdict = classify(err, reading=False)
         if verdict is Verdict.THROTTLED:
             # A 429 created no job: take back the intent's payment.
-            self._journal.record_not_sent(job.digest)
-            self._stats.submits -= 1
+            self._not_sent(job)
             self._stats.throttled_submits += 1
             self._limiter.throttled(err.retry_after, sent_at)
             if err.retry_after is not None:
                 return err.retry_after
             return self._policy.backoff(min(job.attempts + 1, 4), self._rand)
         if verdict is Verdict.ABORT:
-            self._journal.record_not_sent(job.digest)
-            self._stats.submits -= 1
+            self._not_sent(job)
             self._events.abort(err)
             self._events.failed(job, ErrorKind.ABORTED, f"run aborted: {err}", err.status)
             return None
@@ -226,8 +243,7 @@ class Submitter:
                 self._stats.possibly_billed_twice += 1
             job.maybe_billed = True
         else:
-            self._journal.record_not_sent(job.digest)
-            self._stats.submits -= 1
+            self._not_sent(job)
         job.attempts += 1
         if not self._policy.should_retry(
             attempt=job.attempts, elapsed=self._clock() - job.step_started
@@ -241,3 +257,19 @@ class Submitter:
             return None
         self._stats.retries += 1
         return self._policy.backoff(job.attempts, self._rand)
+
+    def _not_sent(self, job: Job) -> None:
+        """A submit provably never reached the server: it was not paid for."""
+        self._journal.record_not_sent(job.digest)
+        self._stats.submits -= 1
+        job.submits -= 1
+        self._budget.give_back()
+
+    def _lost_message(self, job: Job) -> str:
+        paid = job.prior_paid + job.submits
+        ids = ", ".join(job.request_ids) or "none recorded"
+        return (
+            f"the service lost this text's job again and again: it was submitted {paid} times "
+            f"(--max-resubmits {self._allowance.max_resubmits}) and is not paid for again "
+            f"(request_ids: {ids}); run with --retry-failed to try once more"
+        )

@@ -41,7 +41,6 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -202,14 +201,14 @@ class PartWriter:
         if rows == 0:
             return None
         final = self.parts_dir / f"part-{self._next_index:06d}.parquet"
-        _write_atomically(final, self._table(rows))
+        write_atomically(final, self._table(rows))
         # The part is visible from here on: forget its rows before anything else can fail,
         # so that no retry ever writes them twice.
         part = CommittedPart(path=final, keys=self._keys, rows=rows)
         self._keys, self._hashes = [], []
         self._next_index += 1
         self._committed_any = True
-        _fsync_dir(self.parts_dir)
+        fsync_dir(self.parts_dir)
         if self._on_commit is not None:
             self._on_commit(part)
         return part
@@ -226,8 +225,8 @@ class PartWriter:
             return
         self.commit()
         if not self._committed_any and not committed_parts(self.parts_dir):
-            _write_atomically(self.parts_dir / "part-000000.parquet", self._table(0))
-            _fsync_dir(self.parts_dir)
+            write_atomically(self.parts_dir / "part-000000.parquet", self._table(0))
+            fsync_dir(self.parts_dir)
         self.discard()
 
     def discard(self) -> None:
@@ -333,8 +332,8 @@ def finalize_single_file(parts_dir: Path, final_path: Path) -> int:
                         writer.write_table(group)
                         rows += group.num_rows
 
-    _write_atomically(final_path, write)
-    _fsync_dir(final_path.parent)
+    write_atomically(final_path, write)
+    fsync_dir(final_path.parent)
     _remove(stale + new_parts)
     return rows
 
@@ -347,7 +346,7 @@ def read_output(path: Path) -> pa.Table:
     return pq.read_table(path)
 
 
-def _write_atomically(final: Path, content: pa.Table | Callable[[BinaryIO], None]) -> None:
+def write_atomically(final: Path, content: pa.Table | Callable[[BinaryIO], None]) -> None:
     """Write to ``.<name>.tmp``, fsync, rename to ``final``; the caller fsyncs the directory."""
     tmp = final.with_name(f".{final.name}.tmp")
     try:
@@ -364,7 +363,7 @@ def _write_atomically(final: Path, content: pa.Table | Callable[[BinaryIO], None
         raise
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
     if not hasattr(os, "O_DIRECTORY"):
         return
@@ -417,51 +416,3 @@ def _describe(schema: pa.Schema) -> str:
     model = bytes((schema.metadata or {}).get(META_MODEL, b"?")).decode()
     types = ", ".join(f"{field.name} {field.type}" for field in schema)
     return f"model {model!r} ({types})"
-
-
-def drop_stale_rows(path: Path, current: Mapping[RowKey, str]) -> bool:
-    """Remove rows whose id is in ``current`` but whose ``text_sha256`` differs; True if any.
-
-    Used when an input row's text changed since its vector was written: the old vector must
-    not stay beside the new one. The file is scanned (ids and hashes only) one row group at
-    a time and rewritten atomically only when it holds such a row.
-    """
-    keys = pa.array(list(current))
-    with pq.ParquetFile(path) as parquet:
-        if not any(
-            _stale_mask(parquet.read_row_group(i, columns=["id", "text_sha256"]), keys, current)
-            is not None
-            for i in range(parquet.num_row_groups)
-        ):
-            return False
-    _rewrite_without_stale(path, keys, current)
-    return True
-
-
-def _stale_mask(
-    group: pa.Table, keys: pa.Array, superseded: Mapping[RowKey, str]
-) -> pa.Array | None:
-    """A mask of the rows of ``group`` to keep, or None when all of them are kept."""
-    candidates = pc.is_in(group.column("id"), value_set=keys.cast(group.schema.field("id").type))
-    if not pc.any(candidates).as_py():
-        return None
-    ids = group.column("id").to_pylist()
-    hashes = group.column("text_sha256").to_pylist()
-    keep = [superseded.get(key, digest) == digest for key, digest in zip(ids, hashes, strict=True)]
-    return None if all(keep) else pa.array(keep)
-
-
-def _rewrite_without_stale(path: Path, keys: pa.Array, superseded: Mapping[RowKey, str]) -> None:
-    """Rewrite one output file without its stale rows (atomically, one row group at a time)."""
-    with pq.ParquetFile(path) as parquet:
-        schema = parquet.schema_arrow
-
-        def write(out: BinaryIO) -> None:
-            with pq.ParquetWriter(out, schema, **PARQUET_OPTIONS) as writer:
-                for index in range(parquet.num_row_groups):
-                    group = parquet.read_row_group(index)
-                    keep = _stale_mask(group, keys, superseded)
-                    writer.write_table(group if keep is None else group.filter(keep))
-
-        _write_atomically(path, write)
-    _fsync_dir(path.parent)

@@ -154,7 +154,13 @@ def test_a_bad_row_is_an_error_row_and_the_good_rows_are_embedded(
     assert (record["source"], record["location"]) == (SOURCE, f"line {BAD_LINE}")
     assert str(record["message"]).startswith(f"{named}: ") and case.says in str(record["message"])
     result = summary(tmp_path)
-    assert result["files"][SOURCE] == {"read": 6, "embedded": 5, "failed": 1, "skipped": 0}
+    assert result["files"][SOURCE] == {
+        "read": 6,
+        "embedded": 5,
+        "failed": 1,
+        "skipped": 0,
+        "left": 0,
+    }
     assert result["errors_by_kind"] == {case.kind: 1}
     assert result["outcome"] == "rows_failed"
 
@@ -170,7 +176,13 @@ def test_a_text_over_the_token_limit_is_embedded_truncated_with_truncate(tmp_pat
     result = summary(tmp_path)
     assert result["truncated"] == 1
     assert "truncated 1 texts to the model's token limit" in done.stderr
-    assert result["files"][SOURCE] == {"read": 6, "embedded": 6, "failed": 0, "skipped": 0}
+    assert result["files"][SOURCE] == {
+        "read": 6,
+        "embedded": 6,
+        "failed": 0,
+        "skipped": 0,
+        "left": 0,
+    }
 
 
 def test_a_repeated_id_with_the_same_text_is_harmless(tmp_path: Path) -> None:
@@ -178,7 +190,13 @@ def test_a_repeated_id_with_the_same_text_is_harmless(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert check_good_rows(tmp_path) == {}
     result = summary(tmp_path)
-    assert result["files"][SOURCE] == {"read": 6, "embedded": 5, "failed": 0, "skipped": 1}
+    assert result["files"][SOURCE] == {
+        "read": 6,
+        "embedded": 5,
+        "failed": 0,
+        "skipped": 1,
+        "left": 0,
+    }
     assert result["repeated_ids"] == 1 and result["errors_by_kind"] == {}
 
 

@@ -120,7 +120,7 @@ async def test_changed_input_is_embedded_again_and_vanished_rows_reported(
     assert result.stats.changed_rows == 1 and result.stats.vanished_rows == 2
     assert result.stats.resumed_done == 17
     assert result.stats.as_dict()["vanished_rows"] == 2
-    assert any("no longer in the input" in line for line in result.stats.summary_lines())
+    assert any("gone from the input" in line for line in result.stats.summary_lines())
     got = output_rows(result.layout)  # fails on a duplicated id
     texts = {r["id"]: r["text"] for r in rows} | {3: "a brand new text for row 3"}
     assert set(got) == set(texts)  # vanished rows stay in the output

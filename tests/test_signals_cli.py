@@ -299,7 +299,10 @@ def test_a_signal_before_any_submit_exits_5_cleanly(tmp_path: Path, signum: sign
     summary_path = tmp_path / "summary.json"
     with EmulatorProcess("--latency", "0.02-0.1", "--api-key", KEY) as emu:
         with CliRun(cli_command(source, out, emu.url, summary_path), tmp_path / "run.err") as run:
-            assert run.wait_until(layout.journal.exists), run.stderr()
+            # The first error rows written: the run is reading (the journal exists before).
+            assert run.wait_until(
+                lambda: layout.errors.exists() and layout.errors.stat().st_size > 0
+            ), run.stderr()
             run.send(signum)
             code = run.wait()
             stderr = run.stderr()

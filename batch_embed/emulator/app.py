@@ -235,7 +235,7 @@ class _Api:
         request_id = request.match_info["request_id"]
         now = state.clock()
         job = state.store.get(request_id, now, state.config.retention)
-        if job is None:
+        if job is None or parse_markers(job.text).lost:
             return _not_found(request_id)
         job_state = job.state(now)
         if job_state is JobState.FAILED:
@@ -250,7 +250,7 @@ class _Api:
         now = state.clock()
         config = state.config
         job = state.store.get(request_id, now, config.retention)
-        if job is None:
+        if job is None or parse_markers(job.text).lost:
             return _not_found(request_id)
         job_state = job.state(now)
         if job_state is JobState.FAILED:

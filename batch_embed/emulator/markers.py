@@ -10,6 +10,8 @@ marker                     effect
 ``[[bad-output:garbage]]`` COMPLETED; an ``output`` no known shape matches
 ``[[slow:SECONDS]]``       the job's latency is exactly SECONDS (no cold start)
 ``[[fail-submit:CODE]]``   the submit is answered with HTTP CODE (400-599); no job, no bill
+``[[lost]]``               the job is created (and billed), but the service keeps losing
+                           it: its status and result answer 404 at once, every time
 =========================  ===============================================================
 
 Markers are part of the text: they count for tokens and for the vector like any other text.
@@ -35,7 +37,7 @@ _BAD_OUTPUTS: dict[str, BadOutput] = {
 
 _MARKER = re.compile(
     r"\[\[(?:(blocked)|bad-output:(nan|zeros|short|garbage)"
-    r"|slow:(\d+(?:\.\d*)?|\.\d+)|fail-submit:(\d{3}))\]\]"
+    r"|slow:(\d+(?:\.\d*)?|\.\d+)|fail-submit:(\d{3})|(lost))\]\]"
 )
 
 
@@ -47,6 +49,7 @@ class Markers:
     bad_output: BadOutput | None = None
     slow: float | None = None
     fail_submit: int | None = None
+    lost: bool = False
 
 
 NO_MARKERS = Markers()
@@ -60,9 +63,12 @@ def parse_markers(text: str) -> Markers:
     bad_output: BadOutput | None = None
     slow: float | None = None
     fail_submit: int | None = None
+    lost = False
     for match in _MARKER.finditer(text):
-        block, bad, slow_text, code = match.groups()
-        if block:
+        block, bad, slow_text, code, lost_mark = match.groups()
+        if lost_mark:
+            lost = True
+        elif block:
             blocked = True
         elif bad:
             bad_output = _BAD_OUTPUTS[bad]
@@ -70,6 +76,8 @@ def parse_markers(text: str) -> Markers:
             slow = float(slow_text)
         elif code and 400 <= int(code) <= 599:
             fail_submit = int(code)
-    if not (blocked or bad_output or slow is not None or fail_submit):
+    if not (blocked or bad_output or slow is not None or fail_submit or lost):
         return NO_MARKERS
-    return Markers(blocked=blocked, bad_output=bad_output, slow=slow, fail_submit=fail_submit)
+    return Markers(
+        blocked=blocked, bad_output=bad_output, slow=slow, fail_submit=fail_submit, lost=lost
+    )

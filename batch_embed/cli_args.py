@@ -1,0 +1,267 @@
+"""The ``batch-embed`` argument parser: the commands, their flags, their help and examples.
+
+``run`` and ``plan`` take the same flags (a plan answers for exactly the run it describes);
+``emulator`` hands its arguments to the emulator's own parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import __version__
+from .client import API_KEY_ENV, DEFAULT_ROOT
+from .config import DEFAULT_MAX_IN_FLIGHT, DEFAULT_READ_RATE, DEFAULT_RPM
+from .models import DEFAULT_MODEL, MODELS
+from .spending import DEFAULT_MAX_RESUBMITS
+
+RUN_EPILOG = f"""\
+examples:
+  batch-embed run sample_data/ --output out/vectors.parquet --emulate
+  batch-embed run corpus/ --output vectors.parquet --max-submits 20000   # a nightly slice
+  SEGMIND_API_KEY=... batch-embed run corpus/*.jsonl.gz --output vectors/ --rpm 50
+  batch-embed run docs.parquet --text-field body --id-field meta.doc_id --output v.parquet
+
+The API key comes from ${API_KEY_ENV}. Output: a .parquet file, or a directory of part
+files; columns id, embedding (fixed_size_list<float32>[dim]), text_sha256. Rows that could
+not be embedded go to <output>.errors.jsonl (or --errors). The run's journal lives in
+<output>.batch_embed/: running the same command again resumes (skips committed rows,
+re-attaches to jobs submitted within the hour); --fresh starts over.
+
+A re-run pays only for what changed: rows whose key and text the output already holds
+are skipped (the output is the record, even with the journal gone), a changed text is
+embedded again and its old vector replaced, a known text under a new key is copied.
+
+exit codes:
+  0  every row embedded (or skipped)      4  the API stopped the run (401/403/406/model)
+  1  internal error (a bug)               5  interrupted (SIGINT/SIGTERM); re-run resumes
+  2  usage error, bad input or setting    6  stopped at the cap: run again to continue
+  3  some rows failed (see the errors output)
+"""
+
+
+PLAN_EPILOG = """\
+examples:
+  batch-embed plan corpus/ --output vectors.parquet --price-per-call 0.0005
+  batch-embed plan corpus/ --output vectors.parquet --summary-json plan.json
+
+The plan reads the inputs and what the output (or its journal) already holds, and makes
+no request to the API. It prints rows read, new, changed, unchanged and gone, identical
+texts folded, to_submit (the paid calls the run would make on a healthy service), their
+cl100k tokens, rows over the token limit, the time at the budget (--rpm, --read-rate) and,
+with --price-per-call, the cost. --summary-json writes the same as JSON. A plan never
+writes to the output or its journal, and works while a run holds it.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``batch-embed`` argument parser (``run``, ``plan`` and ``emulator``)."""
+    parser = argparse.ArgumentParser(
+        prog="batch-embed",
+        description="Embed whole corpora through Segmind's v2 queue API into Parquet.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser(
+        "run",
+        help="embed JSONL/Parquet inputs into a Parquet output",
+        description="Embed every row of the inputs into a Parquet output.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_run_flags(run)
+    plan = sub.add_parser(
+        "plan",
+        help="say what a run would pay, without a request to the API",
+        description="Say what `run` with the same flags would do and pay; no request is made.",
+        epilog=PLAN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_run_flags(plan)
+    sub.add_parser(
+        "emulator", help="serve the built-in API emulator (see: emulator --help)", add_help=False
+    )
+    return parser
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``run`` (and of ``plan``, which answers for that run)."""
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help=".jsonl/.ndjson (optionally .gz), .parquet, a directory or a glob",
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        type=Path,
+        metavar="OUT",
+        help="a .parquet file, or a directory that receives part files",
+    )
+    parser.add_argument(
+        "--text-field",
+        default="text",
+        help="the text's key or column; dotted paths reach into nested JSON (default: text)",
+    )
+    parser.add_argument(
+        "--id-field",
+        default=None,
+        help="the row key's field (default: derived from file and line/row)",
+    )
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        choices=sorted(MODELS),
+        help=f"the model slug (default: {DEFAULT_MODEL})",
+    )
+    parser.add_argument("--base-url", default=None, help=f"the API root (default: {DEFAULT_ROOT})")
+    parser.add_argument(
+        "--rpm",
+        type=_positive_float,
+        default=None,
+        help=f"submits per minute: your plan's rate limit (default: {DEFAULT_RPM:g}"
+        "; with --emulate, the emulator's limit)",
+    )
+    parser.add_argument(
+        "--read-rate",
+        type=_positive_float,
+        default=None,
+        help="status polls + result fetches per second (default: "
+        f"{DEFAULT_READ_RATE:g}; with --emulate, the emulator's limit)",
+    )
+    parser.add_argument(
+        "--shared-limit",
+        action="store_true",
+        help="your plan's --rpm counts every request, status polls and result fetches too: "
+        "one budget for all (--read-rate is then not used)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="one HTTP request may take this long in all; a timeout is retried like a 5xx "
+        "(default: 60)",
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=_positive_int,
+        default=DEFAULT_MAX_IN_FLIGHT,
+        help=f"texts submitted and not yet written, at most (default: {DEFAULT_MAX_IN_FLIGHT})",
+    )
+    parser.add_argument(
+        "--errors",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the errors output (JSONL; default: <output>.errors.jsonl)",
+    )
+    parser.add_argument(
+        "--truncate",
+        action="store_true",
+        help="cut texts over the model's token limit instead of failing them",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="forget earlier runs on this output and start over"
+    )
+    parser.add_argument(
+        "--emulate",
+        action="store_true",
+        help="run against the built-in emulator on a free loopback port (no key)",
+    )
+    parser.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow a plain-http --base-url that is not a loopback address",
+    )
+    parser.add_argument(
+        "--summary-json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the end-of-run summary as JSON",
+    )
+    parser.add_argument(
+        "--max-submits",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="stop submitting after N paid submits: collect what is in flight, commit, exit 6; "
+        "the next run continues",
+    )
+    parser.add_argument(
+        "--price-per-call",
+        type=_non_negative_float,
+        default=None,
+        metavar="X",
+        help="what one submit costs (credits); the plan shows the cost, --max-cost uses it",
+    )
+    parser.add_argument(
+        "--max-cost",
+        type=_non_negative_float,
+        default=None,
+        metavar="X",
+        help="stop before the submits cost more than X (needs --price-per-call); exit 6",
+    )
+    parser.add_argument(
+        "--max-resubmits",
+        type=_count,
+        default=DEFAULT_MAX_RESUBMITS,
+        metavar="N",
+        help="submit one text again at most N times over the output's life when the service "
+        f"loses its job; past that the row fails as 'lost' (default: {DEFAULT_MAX_RESUBMITS})",
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="submit again the texts that failed for their content before (400, 422, bad "
+        "output, lost); failures of a passing cause are always retried",
+    )
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="remove from the output the rows whose key the input no longer has "
+        "(default: keep them, and count them as gone)",
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress view")
+    # Advanced, hidden: the size of the committed parts (tests, tuning).
+    parser.add_argument("--rows-per-part", type=_positive_int, default=None, help=argparse.SUPPRESS)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value

@@ -1,0 +1,79 @@
+"""What the CLI prints when a run or a plan is over: the summary, the first failed rows.
+
+Everything goes to stderr (stdout stays free for a caller's own use); ``--summary-json``
+writes the same figures as JSON for machines.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import orjson
+
+from .error_sink import iter_errors
+from .errors import InputError
+from .pipeline import Outcome, RunResult
+from .plan import Plan
+
+SHOWN_ERRORS = 5
+"""How many row errors the end-of-run report quotes (the rest are in the errors output)."""
+SCANNED_ERRORS = 10_000
+
+
+def first_errors(path: Path, limit: int) -> list[str]:
+    """The messages of the first ``limit`` row errors (aborted rows left out: the reason is
+    printed once), each naming its file and line or row; best effort, never raises."""
+    shown: list[str] = []
+    try:
+        for number, record in enumerate(iter_errors(path)):
+            if len(shown) >= limit or number >= SCANNED_ERRORS:
+                break
+            if record.get("kind") == "aborted":
+                continue
+            source, location = record.get("source"), record.get("location")
+            message = str(record.get("message"))
+            if not message.startswith(f"{source}, "):
+                message = f"{source}, {location}: {message}"
+            shown.append(message)
+    except (OSError, InputError):  # a damaged errors file: show what was read
+        pass
+    return shown
+
+
+def report_run(result: RunResult, summary_json: Path | None) -> None:
+    stats = result.stats
+    out = sys.stderr
+    for line in stats.summary_lines():
+        print(f"batch-embed: {line}", file=out)
+    layout = result.layout
+    if stats.rows_failed:
+        for line in first_errors(layout.errors, SHOWN_ERRORS):
+            print(f"batch-embed: failed: {line}", file=out)
+    print(f"batch-embed: output {layout.output}; errors {layout.errors}", file=out)
+    if result.reason:
+        print(f"batch-embed: run stopped: {result.reason}", file=out)
+    if result.outcome is Outcome.INTERRUPTED:
+        print("batch-embed: interrupted; run the same command again to resume", file=out)
+    if result.outcome is Outcome.LEDGER_MISMATCH:
+        print(
+            f"batch-embed: BUG: the ledger does not balance for {stats.unbalanced}: "
+            "rows read != embedded + failed + skipped; please report it",
+            file=out,
+        )
+    if summary_json is not None:
+        summary = stats.as_dict() | {"outcome": result.outcome.value, "reason": result.reason}
+        summary_json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    if result.outcome is Outcome.CAPPED:
+        print(
+            "batch-embed: stopped at the submit cap; run the same command again to continue",
+            file=out,
+        )
+
+
+def report_plan(plan: Plan, output: Path, rpm: float, summary_json: Path | None) -> None:
+    """Print a plan (and write it as JSON with ``--summary-json``)."""
+    for line in plan.lines(output, rpm):
+        print(f"batch-embed: {line}", file=sys.stderr)
+    if summary_json is not None:
+        summary_json.write_bytes(orjson.dumps(plan.as_dict(), option=orjson.OPT_INDENT_2))
