@@ -31,6 +31,7 @@ from .layout import OutputLayout, layout_for
 from .models import ModelSpec, model_spec
 from .output_copy import resolve_pending
 from .output_index import check_meta, drop_rows, finish_drops, reconcile, remove_outputs
+from .overlap import OwnPaths
 from .progress import Progress, estimate_rows
 from .reader import Reader, ReaderConfig
 from .records import ErrorKind
@@ -76,8 +77,8 @@ async def embed(
     Raises InputError (a bad input file, before anything is submitted), ConfigError and
     JournalLocked. Everything that happens to rows is in the result and the errors output.
     """
-    spec, files, reader = open_inputs(config)
     layout = layout_for(config.output, config.errors)
+    spec, files, reader = open_inputs(config, layout)
     stats = RunStats(started=time.monotonic())
     stop = stop or asyncio.Event()
     client = SegmindClient(
@@ -159,10 +160,15 @@ async def embed(
     return RunResult(result_outcome(stats, run, stop), stats, layout, reason)
 
 
-def open_inputs(config: RunConfig) -> tuple[ModelSpec, list[InputFile], Reader]:
-    """Resolve and preflight the inputs of a run (raises InputError before anything is paid)."""
+def open_inputs(
+    config: RunConfig, layout: OutputLayout
+) -> tuple[ModelSpec, list[InputFile], Reader]:
+    """Resolve and preflight the inputs of a run (raises InputError before anything is paid).
+
+    The run's own paths (``layout``) are refused as inputs and left out of input directories.
+    """
     spec = model_spec(config.model)
-    files = resolve_inputs(config.inputs)
+    files = resolve_inputs(config.inputs, OwnPaths.of(layout))
     reader = Reader(
         files,
         ReaderConfig(

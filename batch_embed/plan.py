@@ -101,8 +101,8 @@ class Plan:
 
 def make_plan(config: RunConfig) -> Plan:
     """Plan a run of ``config``; raises InputError and ConfigError as the run would."""
-    spec, _, reader = open_inputs(config)
     layout = layout_for(config.output, config.errors)
+    spec, _, reader = open_inputs(config, layout)
     plan = Plan(
         key=reader.key_source,
         price_per_call=config.price_per_call,

@@ -1,0 +1,131 @@
+"""What a run writes must never be read as its input: the run's own paths, and the rules.
+
+A run writes its output (one file, or a directory of part files), its errors file and its
+state directory (the journal, staged parts). Input resolution asks :class:`OwnPaths`:
+
+- a name the user gives explicitly (a file, or a glob's match) that is one of these paths
+  is refused: the user asked to read what the run writes;
+- an input directory that is the output directory or the state directory, or lies inside
+  one of them, is refused: every file in it is the run's own;
+- the run's own files and directories found while walking an input directory are left out,
+  so ``run data/ --output data/vectors.parquet`` (or ``--output data/vectors/``) works night
+  after night.
+
+All comparisons are on resolved paths (symlinks and ``..`` followed), so two spellings of
+one place are one place. Every refusal is a :class:`ConfigError` raised while the inputs are
+resolved: before the journal is opened and before any request is made.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+from .layout import OutputLayout
+
+ADVICE = "choose an --output (and --errors) outside the inputs"
+
+
+@dataclass(frozen=True, slots=True)
+class _Own:
+    """One path the run writes: as resolved, as the user spelled it, and what it is."""
+
+    real: Path
+    given: Path
+    what: str
+
+    @classmethod
+    def at(cls, given: Path, what: str) -> _Own:
+        return cls(given.resolve(), given, f"{what} {given}")
+
+
+@dataclass(frozen=True, slots=True)
+class OwnPaths:
+    """The files and directories one run writes."""
+
+    files: tuple[_Own, ...] = ()
+    dirs: tuple[_Own, ...] = ()
+
+    @classmethod
+    def of(cls, layout: OutputLayout) -> OwnPaths:
+        """The paths of the run laid out as ``layout``."""
+        files = [_Own.at(layout.errors, "the errors file")]
+        dirs = [_Own.at(layout.state_dir, "the journal directory")]
+        if layout.single_file:
+            files.insert(0, _Own.at(layout.output, "the output"))
+        else:
+            dirs.insert(0, _Own.at(layout.output, "the output directory"))
+        return cls(tuple(files), tuple(dirs))
+
+    def owner(self, path: Path) -> str | None:
+        """What of the run ``path`` is or lies in (None: not the run's)."""
+        return self.owner_of_real(path.resolve())
+
+    def owner_of_real(self, real: Path) -> str | None:
+        """:meth:`owner` of a path already resolved (no system call)."""
+        for own in self.files:
+            if real == own.real:
+                return own.what
+        for own in self.dirs:
+            if real == own.real or real.is_relative_to(own.real):
+                return own.what
+        return None
+
+    def check_named(self, name: str, path: Path) -> None:
+        """Refuse an input the user named (a file or a glob's match) that the run writes."""
+        what = self.owner(path)
+        if what is not None:
+            shown = name if str(path) == name else f"{name} ({path})"
+            raise ConfigError(f"input {shown} is {what} of this run; {ADVICE}")
+
+    def check_glob(self, pattern: str) -> None:
+        """Refuse a glob that matches the output or the errors file, whether or not it exists.
+
+        Checked on the pattern itself, not only on what is on disk, so that the first night
+        (before the run has written its output) is refused as the second would be.
+        """
+        matches = _glob_regex(os.path.abspath(pattern)).fullmatch
+        for own in self.files:
+            if matches(str(own.real)) or matches(os.path.abspath(own.given)):
+                raise ConfigError(
+                    f"input pattern {pattern} matches {own.what} of this run; {ADVICE}"
+                )
+
+    def check_directory(self, name: str, path: Path) -> None:
+        """Refuse an input directory that is, or lies inside, a directory the run writes to."""
+        what = self.owner(path)
+        if what is not None:
+            raise ConfigError(f"input directory {name} is or lies in {what}; {ADVICE}")
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A regular expression matching what :func:`glob.glob` (``recursive=True``) matches."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]*/)*")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[" and (end := pattern.find("]", i + 2)) != -1:
+            body = pattern[i + 1 : end]
+            body = "^" + body[1:] if body.startswith("!") else body
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+            i = end + 1
+            continue
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile("".join(out))
