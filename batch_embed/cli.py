@@ -25,7 +25,7 @@ from . import loop as event_loop
 from .cli_args import build_parser
 from .client import API_KEY_ENV, DEFAULT_ROOT
 from .config import DEFAULT_READ_RATE, DEFAULT_RPM, RunConfig
-from .errors import BatchEmbedError, ConfigError, InputError, JournalLocked
+from .errors import BatchEmbedError, ConfigError, InputError, JournalLocked, WriteFailed
 from .interrupts import interruptible
 from .pipeline import Outcome, embed
 from .plan import make_plan
@@ -39,7 +39,8 @@ from .report import report_plan, report_run
     EXIT_ABORTED,
     EXIT_INTERRUPTED,
     EXIT_CAPPED,
-) = range(7)
+    EXIT_WRITE_FAILED,
+) = range(8)
 EXIT_CODES = {
     Outcome.COMPLETED: EXIT_OK,
     Outcome.ROWS_FAILED: EXIT_ROWS_FAILED,
@@ -75,13 +76,16 @@ async def _run(args: argparse.Namespace) -> int:
             stop = asyncio.Event()
             _install_signals(stop)
             result = await embed(config, stop=stop, progress=None if args.quiet else sys.stderr)
+        report_run(result, args.summary_json)
     except (ConfigError, InputError, JournalLocked) as err:
         print(f"batch-embed: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except WriteFailed as err:
+        print(f"batch-embed: error: {err}; free space and run again", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     except BatchEmbedError as err:
         print(f"batch-embed: error: {err}", file=sys.stderr)
         return EXIT_BUG
-    report_run(result, args.summary_json)
     return EXIT_CODES[result.outcome]
 
 

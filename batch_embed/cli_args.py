@@ -36,7 +36,7 @@ exit codes:
   0  every row embedded (or skipped)      4  the API stopped the run (401/403/406/model)
   1  internal error (a bug)               5  interrupted (SIGINT/SIGTERM); re-run resumes
   2  usage error, bad input or setting    6  stopped at the cap: run again to continue
-  3  some rows failed (see the errors output)
+  3  some rows failed (see the errors)    7  could not write: free space and run again
 """
 
 

@@ -20,6 +20,7 @@ import orjson
 
 from .errors import ConfigError, InputError
 from .records import ErrorRecord
+from .write_failures import writing
 
 _TAIL_CHUNK = 64 * 1024
 
@@ -35,18 +36,20 @@ class ErrorSink:
         if mode not in ("fresh", "append"):
             raise ConfigError(f"mode: expected 'fresh' or 'append', got {mode!r}")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if mode == "append" and self.path.exists():
-            _truncate_partial_line(self.path)
-        self._file = open(self.path, "wb" if mode == "fresh" else "ab")  # noqa: SIM115
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if mode == "append" and self.path.exists():
+                _truncate_partial_line(self.path)
+            self._file = open(self.path, "wb" if mode == "fresh" else "ab")  # noqa: SIM115
         self.counts: dict[str, int] = {}
 
     def write(self, record: ErrorRecord) -> None:
         """Write one record as one line and flush it to the OS."""
         if self._file.closed:
             raise ValueError("ErrorSink is closed")
-        self._file.write(_encode(record))
-        self._file.flush()
+        with writing(self.path):
+            self._file.write(_encode(record))
+            self._file.flush()
         kind = record.kind.value
         self.counts[kind] = self.counts.get(kind, 0) + 1
 
@@ -54,11 +57,12 @@ class ErrorSink:
         """Fsync and close the file; idempotent."""
         if self._file.closed:
             return
-        try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-        finally:
-            self._file.close()
+        with writing(self.path):
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            finally:
+                self._file.close()
 
     def __enter__(self) -> ErrorSink:
         return self

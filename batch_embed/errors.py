@@ -6,6 +6,7 @@ Every error raised by the package derives from :class:`BatchEmbedError`::
     ├── ConfigError                  a bad setting; names the argument
     ├── InputError                   a bad input file (file-level; names file, line/row, field)
     ├── JournalLocked                another run holds the output's journal
+    ├── WriteFailed                  a file of the run could not be written (disk full, EIO...)
     └── ApiError                     one failed exchange with the API
         ├── TransportError           no usable HTTP answer
         │   ├── RequestTimeout       the request timed out
@@ -70,6 +71,19 @@ class InputError(BatchEmbedError):
 
 class JournalLocked(BatchEmbedError):
     """Another live run holds the lock on this output's journal."""
+
+
+class WriteFailed(BatchEmbedError):
+    """A file the run writes (journal, part, output, errors, summary) could not be written.
+
+    ``path`` names the file, ``reason`` the operating system's (or SQLite's) words, such as
+    "No space left on device" or "database or disk is full".
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"could not write {path}: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 class ApiError(BatchEmbedError):

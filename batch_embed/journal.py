@@ -322,8 +322,11 @@ class Journal:
         return was_empty
 
     def flush(self) -> None:
-        """Write the buffered request_ids now (any other write or read does it first)."""
-        if self._submitted:
+        """Write the buffered request_ids now (any other write or read does it first).
+
+        A no-op once the journal is closed (a flush timer may fire after a failed run).
+        """
+        if self._submitted and self._lock_fd >= 0:
             with self._tx():  # a transaction writes the buffer first; nothing else to do
                 pass
 

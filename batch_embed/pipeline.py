@@ -36,6 +36,7 @@ from .progress import Progress, estimate_rows
 from .reader import Reader, ReaderConfig
 from .records import ErrorKind
 from .stats import RunStats
+from .write_failures import write_failure
 from .writer import PartWriter, finalize_single_file
 
 
@@ -75,9 +76,23 @@ async def embed(
     """Embed every row of the inputs into the output; see the module doc.
 
     Raises InputError (a bad input file, before anything is submitted), ConfigError and
-    JournalLocked. Everything that happens to rows is in the result and the errors output.
+    JournalLocked, and WriteFailed (a file of the run could not be written: the run stopped
+    at once, keeping what it had committed). Everything that happens to rows is in the result
+    and the errors output.
     """
     layout = layout_for(config.output, config.errors)
+    try:
+        return await _embed(config, layout, stop, progress)
+    except BaseException as exc:
+        failure = write_failure(exc, layout.journal)
+        if failure is None:
+            raise
+        raise failure from exc
+
+
+async def _embed(
+    config: RunConfig, layout: OutputLayout, stop: asyncio.Event | None, progress: TextIO | None
+) -> RunResult:
     spec, files, reader = open_inputs(config, layout)
     stats = RunStats(started=time.monotonic())
     stop = stop or asyncio.Event()

@@ -26,6 +26,7 @@ from .pipeline import open_inputs
 from .records import ErrorKind, ErrorRecord, Row
 from .routing import TextAction, text_action
 from .tokens import encode
+from .write_failures import write_failure
 
 READS_PER_TEXT = 2.1
 """Status polls and result fetches per text on a healthy service (measured: 3.1 requests a
@@ -110,14 +111,20 @@ def make_plan(config: RunConfig) -> Plan:
     )
     with tempfile.TemporaryDirectory(prefix="batch-embed-plan-") as scratch:
         path = Path(scratch) / "journal.sqlite"
-        if layout.journal.exists() and not config.fresh:
-            _snapshot(layout.journal, path)
-        with Journal.open(path) as journal:
-            if not config.fresh:
-                check_meta(journal, layout, spec.slug, spec.dim, reader.key_type)
-                plan.rebuilt_from_output = reconcile(journal, layout)
-            _admit(plan, config, reader.batches(), journal)
-            plan.gone = journal.vanished_rows()
+        try:
+            if layout.journal.exists() and not config.fresh:
+                _snapshot(layout.journal, path)
+            with Journal.open(path) as journal:
+                if not config.fresh:
+                    check_meta(journal, layout, spec.slug, spec.dim, reader.key_type)
+                    plan.rebuilt_from_output = reconcile(journal, layout)
+                _admit(plan, config, reader.batches(), journal)
+                plan.gone = journal.vanished_rows()
+        except Exception as exc:  # the plan's scratch copy of the journal could not be written
+            failure = write_failure(exc, path)
+            if failure is None:
+                raise
+            raise failure from exc
     plan.seconds = _seconds(plan, config)
     if config.price_per_call is not None:
         plan.cost = plan.to_submit * config.price_per_call

@@ -15,6 +15,7 @@ from .error_sink import iter_errors
 from .errors import InputError
 from .pipeline import Outcome, RunResult
 from .plan import Plan
+from .write_failures import writing
 
 SHOWN_ERRORS = 5
 """How many row errors the end-of-run report quotes (the rest are in the errors output)."""
@@ -63,7 +64,8 @@ def report_run(result: RunResult, summary_json: Path | None) -> None:
         )
     if summary_json is not None:
         summary = stats.as_dict() | {"outcome": result.outcome.value, "reason": result.reason}
-        summary_json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+        with writing(summary_json):
+            summary_json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     if result.outcome is Outcome.CAPPED:
         print(
             "batch-embed: stopped at the submit cap; run the same command again to continue",
@@ -76,4 +78,5 @@ def report_plan(plan: Plan, output: Path, rpm: float, summary_json: Path | None)
     for line in plan.lines(output, rpm):
         print(f"batch-embed: {line}", file=sys.stderr)
     if summary_json is not None:
-        summary_json.write_bytes(orjson.dumps(plan.as_dict(), option=orjson.OPT_INDENT_2))
+        with writing(summary_json):
+            summary_json.write_bytes(orjson.dumps(plan.as_dict(), option=orjson.OPT_INDENT_2))

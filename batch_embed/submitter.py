@@ -119,6 +119,7 @@ class Submitter:
         self._sleep = sleep
         self._rand = rand
         self._stopped = False
+        self._failed: asyncio.Future[None] | None = None
         self._busy = 0
         self._intents = IntentWriter(journal)
         self._budget = budget or SubmitBudget(None)
@@ -137,10 +138,26 @@ class Submitter:
         return self._stopped or self._halted()
 
     async def run(self) -> None:
-        """Run the worker pool until cancelled."""
+        """Run the worker pool until cancelled, or until a delayed journal write fails."""
+        self._failed = asyncio.get_running_loop().create_future()
         async with asyncio.TaskGroup() as group:
             for _ in range(self._workers):
                 group.create_task(self._worker())
+            group.create_task(self._raise_failure())
+
+    async def _raise_failure(self) -> None:
+        assert self._failed is not None
+        await self._failed
+
+    def _flush(self) -> None:
+        """Write the buffered request_ids; a failure (a full disk) ends the pool and the run."""
+        try:
+            self._journal.flush()
+        except Exception as err:
+            if self._failed is None:  # no pool (a direct call of submit): nobody to tell
+                raise
+            if not self._failed.done():
+                self._failed.set_exception(err)
 
     def stop(self) -> None:
         """Submit nothing more; queued jobs are left for the pipeline to account for."""
@@ -207,7 +224,7 @@ class Submitter:
                 continue
             self._limiter.accepted(sent_at)
             if self._journal.record_submitted(job.digest, handle.request_id, handle.submitted_at):
-                asyncio.get_running_loop().call_later(SUBMITTED_FLUSH_SECONDS, self._journal.flush)
+                asyncio.get_running_loop().call_later(SUBMITTED_FLUSH_SECONDS, self._flush)
             self._stats.submits_accepted += 1
             job.handle = handle
             job.request_ids.append(handle.request_id)

@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 from .errors import ConfigError
 from .models import ModelSpec
 from .records import RowKey
+from .write_failures import writing
 
 KeyType = Literal["int", "str"]
 
@@ -133,7 +134,8 @@ class PartWriter:
         self._rows_per_part = rows_per_part
         self._on_commit = on_commit
         self.parts_dir = Path(parts_dir)
-        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        with writing(self.parts_dir):
+            self.parts_dir.mkdir(parents=True, exist_ok=True)
         for stray in self.parts_dir.iterdir():
             if _PART_TMP_NAME.fullmatch(stray.name):
                 stray.unlink(missing_ok=True)
@@ -350,14 +352,14 @@ def write_atomically(final: Path, content: pa.Table | Callable[[BinaryIO], None]
     """Write to ``.<name>.tmp``, fsync, rename to ``final``; the caller fsyncs the directory."""
     tmp = final.with_name(f".{final.name}.tmp")
     try:
-        with open(tmp, "wb") as out:
+        with writing(final), open(tmp, "wb") as out:
             if isinstance(content, pa.Table):
                 pq.write_table(content, out, **PARQUET_OPTIONS)
             else:
                 content(out)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, final)
+            os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -367,11 +369,12 @@ def fsync_dir(directory: Path) -> None:
     """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
     if not hasattr(os, "O_DIRECTORY"):
         return
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with writing(directory):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _remove(paths: list[Path]) -> None:

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_embed import writer as writer_module
-from batch_embed.errors import ConfigError
+from batch_embed.errors import ConfigError, WriteFailed
 from batch_embed.models import ModelSpec
 from batch_embed.records import RowKey, text_hash
 from batch_embed.writer import (
@@ -261,7 +261,7 @@ def test_failed_rename_leaves_no_part_and_rows_pending(
         raise OSError("disk gone")
 
     monkeypatch.setattr("batch_embed.writer.os.replace", broken_replace)
-    with pytest.raises(OSError, match="disk gone"):
+    with pytest.raises(WriteFailed, match=r"could not write .*part-000000\.parquet: disk gone"):
         writer.add(2, "h", vecs[1])  # fills the buffer, so commits
     assert part_names(tmp_path) == []  # no final name, no tmp left behind
     assert writer.pending == 2
@@ -290,7 +290,7 @@ def test_failed_fsync_leaves_no_part(tmp_path: Path, monkeypatch: pytest.MonkeyP
         raise OSError("io error")
 
     monkeypatch.setattr("batch_embed.writer.os.fsync", broken_fsync)
-    with pytest.raises(OSError, match="io error"):
+    with pytest.raises(WriteFailed, match=r"part-000000\.parquet: io error"):
         writer.commit()
     assert part_names(tmp_path) == []
     assert writer.pending == 1
@@ -425,7 +425,7 @@ def test_failed_finalize_keeps_parts_and_old_file(
         raise OSError("disk gone")
 
     monkeypatch.setattr("batch_embed.writer.os.replace", broken_replace)
-    with pytest.raises(OSError, match="disk gone"):
+    with pytest.raises(WriteFailed, match=r"out\.parquet: disk gone"):
         finalize_single_file(staging, final)
     assert final.read_bytes() == before
     assert part_names(staging) == ["part-000000.parquet"]
