@@ -114,6 +114,7 @@ def _config(
         text_field=args.text_field,
         id_field=args.id_field,
         model=args.model,
+        dimensions=args.dimensions,
         base_url=base_url,
         api_key=api_key,
         rpm=rpm,

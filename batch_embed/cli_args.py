@@ -116,6 +116,15 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         choices=sorted(MODELS),
         help=f"the model slug (default: {DEFAULT_MODEL})",
     )
+    parser.add_argument(
+        "--dimensions",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="vectors of N values (default: the model's full size): text-embedding-3 keeps "
+        "the first N and L2-normalises them again; gemini-embedding-001 is asked for N "
+        "(output_dimensionality, 128 to 3072)",
+    )
     parser.add_argument("--base-url", default=None, help=f"the API root (default: {DEFAULT_ROOT})")
     parser.add_argument(
         "--rpm",

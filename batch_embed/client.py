@@ -31,7 +31,7 @@ from .errors import ConfigError, excerpt
 from .models import DEFAULT_MODEL, ModelSpec, model_spec
 from .records import JobHandle, JobState, JobStatus
 from .retry import parse_retry_after
-from .vectors import Vector, fast_vector, parse_output
+from .vectors import Vector, fast_vector, parse_output, shorten
 
 DEFAULT_ROOT = "https://api.segmind.com"
 API_KEY_ENV = "SEGMIND_API_KEY"
@@ -255,7 +255,7 @@ class SegmindClient:
         """``POST /v2/{slug}``: create one job for ``text``; a 2xx without the three ids fails."""
         url = f"{self.root}/v2/{self.model.slug}"
         sent_at = time.time()
-        body = await self._call("POST", url, payload={self.model.text_field: text})
+        body = await self._call("POST", url, payload=self.model.request_body(text))
         request_id, status_url, response_url = (
             body.get("request_id"),
             body.get("status_url"),
@@ -302,9 +302,9 @@ class SegmindClient:
         """
         answer = await self._exchange("GET", job.response_url, request_id=job.request_id)
         if 200 <= answer.status < 300:
-            vector = fast_vector(answer.raw, dim=self.model.dim)
+            vector = fast_vector(answer.raw, dim=self.model.answer_dim)
             if vector is not None:
-                return vector
+                return self._fit(vector, job.request_id)
         body = self._interpret(answer, request_id=job.request_id)
         state = self._state(body, job.request_id)
         if state is JobState.FAILED:
@@ -328,7 +328,7 @@ class SegmindClient:
             )
         output = body["output"]
         try:
-            return parse_output(output, dim=self.model.dim, request_id=job.request_id)
+            vector = parse_output(output, dim=self.model.answer_dim, request_id=job.request_id)
         except errors.BadVector as err:
             # parse_output quotes the output; scrub the whole of it before the 200-char cut.
             raw = output if isinstance(output, str | bytes) else orjson.dumps(output, default=str)
@@ -339,6 +339,13 @@ class SegmindClient:
                 detail=err.detail,
                 body_excerpt=shown,
             ) from None
+        return self._fit(vector, job.request_id)
+
+    def _fit(self, vector: Vector, request_id: str) -> Vector:
+        """The vector at the asked dimensions: as answered, or shortened and renormalised."""
+        if self.model.dimensions is None:
+            return vector
+        return shorten(vector, self.model.output_dim, request_id=request_id)
 
     @_scrubbing
     async def credits(self) -> Credits:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .client import DEFAULT_ROOT
 from .errors import ConfigError
-from .models import DEFAULT_MODEL, model_spec
+from .models import DEFAULT_MODEL, ModelSpec, model_spec
 from .retry import RetryPolicy
 from .spending import DEFAULT_MAX_RESUBMITS, cap_from
 
@@ -29,6 +29,8 @@ class RunConfig:
     text_field: str = "text"
     id_field: str | None = None
     model: str = DEFAULT_MODEL
+    dimensions: int | None = None
+    """Vectors of this many values (None: the model's full size); see :mod:`.models`."""
     base_url: str = DEFAULT_ROOT
     api_key: str | None = field(default=None, repr=False)
     rpm: float = DEFAULT_RPM
@@ -66,7 +68,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not self.inputs:
             raise ConfigError("inputs: give at least one input file, directory or glob")
-        model_spec(self.model)
+        model_spec(self.model, self.dimensions)
         for name in (
             "rpm",
             "read_rate",
@@ -120,6 +122,11 @@ class RunConfig:
             raise ConfigError("text_field: must not be empty")
         if self.id_field == "":
             raise ConfigError("id_field: must not be empty (omit it to derive keys)")
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model, asked for the configured dimensions."""
+        return model_spec(self.model, self.dimensions)
 
     @property
     def submit_cap(self) -> int | None:

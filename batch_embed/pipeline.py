@@ -28,7 +28,7 @@ from .error_sink import ErrorSink
 from .inputs import InputFile, resolve_inputs
 from .journal import Journal
 from .layout import OutputLayout, layout_for
-from .models import ModelSpec, model_spec
+from .models import ModelSpec
 from .output_copy import resolve_pending
 from .output_index import check_meta, drop_rows, finish_drops, reconcile, remove_outputs
 from .overlap import OwnPaths
@@ -113,7 +113,7 @@ async def _embed(
     with Journal.open(layout.journal, fresh=config.fresh) as journal:
         if config.fresh:
             remove_outputs(layout)
-        check_meta(journal, layout, spec.slug, spec.dim, reader.key_type)
+        check_meta(journal, layout, spec.slug, spec.output_dim, reader.key_type)
         # On the loop, not in a thread: a cancelled run must not close the journal under it.
         finish_drops(journal, layout)  # a rewrite an earlier crash cut short
         stats.rebuilt_rows = reconcile(journal, layout)
@@ -182,7 +182,7 @@ def open_inputs(
 
     The run's own paths (``layout``) are refused as inputs and left out of input directories.
     """
-    spec = model_spec(config.model)
+    spec = config.spec
     files = resolve_inputs(config.inputs, OwnPaths.of(layout))
     reader = Reader(
         files,

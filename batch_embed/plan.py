@@ -116,7 +116,7 @@ def make_plan(config: RunConfig) -> Plan:
                 _snapshot(layout.journal, path)
             with Journal.open(path) as journal:
                 if not config.fresh:
-                    check_meta(journal, layout, spec.slug, spec.dim, reader.key_type)
+                    check_meta(journal, layout, spec.slug, spec.output_dim, reader.key_type)
                     plan.rebuilt_from_output = reconcile(journal, layout)
                 _admit(plan, config, reader.batches(), journal)
                 plan.gone = journal.vanished_rows()

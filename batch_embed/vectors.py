@@ -88,6 +88,24 @@ def validate_vector(
     return vector
 
 
+def shorten(vector: Vector, dim: int, *, request_id: str | None = None) -> Vector:
+    """The first ``dim`` values of ``vector``, L2-normalised again (Matryoshka shortening).
+
+    Also applied to an answer already of ``dim`` values (Gemini's ``output_dimensionality``
+    answers a prefix that is not unit length). A prefix that is all zeros is a BadVector.
+    """
+    prefix = vector[:dim].astype(np.float32, copy=True)
+    norm = float(np.linalg.norm(prefix.astype(np.float64)))
+    if not norm > 0.0:
+        raise BadVector(
+            f"the first {dim} values of the embedding are all zero",
+            request_id=request_id,
+            detail=f"the first {dim} values are all zero",
+        )
+    prefix /= np.float32(norm)
+    return prefix
+
+
 _OPENAI_VECTOR = "/data/0/embedding"
 
 

@@ -99,10 +99,14 @@ def output_schema(model: ModelSpec, key_type: KeyType) -> pa.Schema:
     return pa.schema(
         [
             pa.field("id", id_type, nullable=False),
-            pa.field("embedding", pa.list_(pa.float32(), model.dim), nullable=False),
+            pa.field("embedding", pa.list_(pa.float32(), model.output_dim), nullable=False),
             pa.field("text_sha256", pa.string(), nullable=False),
         ],
-        metadata={META_MODEL: model.slug, META_DIM: str(model.dim), META_VERSION: _VERSION},
+        metadata={
+            META_MODEL: model.slug,
+            META_DIM: str(model.output_dim),
+            META_VERSION: _VERSION,
+        },
     )
 
 
@@ -129,7 +133,7 @@ class PartWriter:
         if rows_per_part < 1:
             raise ConfigError(f"rows_per_part: must be at least 1, got {rows_per_part}")
         self._schema = output_schema(model, key_type)
-        self._dim = model.dim
+        self._dim = model.output_dim
         self._int_keys = key_type == "int"
         self._rows_per_part = rows_per_part
         self._on_commit = on_commit

@@ -153,8 +153,9 @@ class _Api:
 
     async def _read_text(
         self, request: web.Request
-    ) -> tuple[ModelSpec, str, Markers] | web.Response:
-        """Validate a submit: the model, the JSON body and its text field (400/404/413)."""
+    ) -> tuple[ModelSpec, str, Markers, int | None] | web.Response:
+        """Validate a submit: the model, the JSON body, its text field and Gemini's
+        ``output_dimensionality`` (400/404/413)."""
         slug = request.match_info["slug"]
         spec = MODELS.get(slug)
         if spec is None:
@@ -184,12 +185,25 @@ class _Api:
                 f"Invalid parameter '{field}': {tokens} tokens, the maximum is "
                 f"{spec.max_tokens} tokens",
             )
+        cut: int | None = None
+        if spec.dimensions_field is not None and spec.dimensions_field in body:
+            cut = body[spec.dimensions_field]
+            if (
+                isinstance(cut, bool)
+                or not isinstance(cut, int)
+                or not spec.min_dimensions <= cut <= spec.dim
+            ):
+                return error_response(
+                    400,
+                    f"Invalid parameter '{spec.dimensions_field}': expected an integer from "
+                    f"{spec.min_dimensions} to {spec.dim}",
+                )
         markers = parse_markers(text)
         if markers.fail_submit is not None:
             return error_response(markers.fail_submit, "Injected failure ([[fail-submit]] marker)")
         if not self.state.can_afford():
             return error_response(406, "Insufficient credits: please top up your account")
-        return spec, text, markers
+        return spec, text, markers, cut
 
     def _lose_answer(self, request: web.Request) -> web.Response | None:
         """For a billed call: the lost answer (a drop or a 502) with ``lost_submit_rate``."""
@@ -208,10 +222,12 @@ class _Api:
         checked = await self._read_text(request)
         if isinstance(checked, web.Response):
             return checked
-        spec, text, markers = checked
+        spec, text, markers, cut = checked
         state = self.state
         digest = text_digest(text)
-        job = state.new_job(slug=spec.slug, dim=spec.dim, text=text, digest=digest, markers=markers)
+        job = state.new_job(
+            slug=spec.slug, dim=spec.dim, text=text, digest=digest, markers=markers, cut=cut
+        )
         state.bill(spec.slug, digest)
         lost = self._lose_answer(request)
         if lost is not None:
@@ -268,6 +284,7 @@ class _Api:
                 text=job.text,
                 digest=job.digest,
                 dim=job.dim,
+                cut=job.cut,
                 shape=shape,
                 bad=job.bad_output,
                 inference_time=job.finished - job.started,
@@ -280,7 +297,7 @@ class _Api:
         checked = await self._read_text(request)
         if isinstance(checked, web.Response):
             return checked
-        spec, text, markers = checked
+        spec, text, markers, cut = checked
         state = self.state
         digest = text_digest(text)
         state.bill(spec.slug, digest)
@@ -300,6 +317,7 @@ class _Api:
             text=text,
             digest=digest,
             dim=spec.dim,
+            cut=cut,
             shape="openai-object" if shape == "openai-string" else shape,
             bad=markers.bad_output,
         )

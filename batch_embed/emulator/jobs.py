@@ -50,6 +50,8 @@ class Job:
     finished: float
     error: str | None = None
     bad_output: BadOutput | None = None
+    cut: int | None = None
+    """Gemini's ``output_dimensionality``: the first ``cut`` values, not renormalised."""
 
     def state(self, now: float) -> JobState:
         """The job's state at ``now``."""

@@ -21,11 +21,15 @@ from .vectors import count_tokens, vector_from_digest
 _GARBAGE = b'{"result":{"values":"<binary tensor omitted>","ok":true},"warnings":[null]}'
 
 
-def _floats(digest: bytes, dim: int, bad: BadOutput | None) -> bytes:
-    """The JSON list of floats of the vector, broken as ``bad`` asks."""
+def _floats(digest: bytes, dim: int, bad: BadOutput | None, cut: int | None) -> bytes:
+    """The JSON list of floats of the vector (its first ``cut``), broken as ``bad`` asks."""
     if bad == "zeros":
-        return orjson.dumps(np.zeros(dim, dtype=np.float32), option=orjson.OPT_SERIALIZE_NUMPY)
+        zeros = np.zeros(cut or dim, dtype=np.float32)
+        return orjson.dumps(zeros, option=orjson.OPT_SERIALIZE_NUMPY)
     vector = vector_from_digest(digest, dim)
+    if cut is not None:  # as Gemini does: a prefix of the full vector, not unit length
+        vector = vector[:cut]
+        dim = cut
     if bad == "short":
         vector = vector[: dim // 2]
     floats = orjson.dumps(vector, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -36,12 +40,19 @@ def _floats(digest: bytes, dim: int, bad: BadOutput | None) -> bytes:
 
 
 def render_provider_json(
-    *, slug: str, text: str, digest: bytes, dim: int, shape: OutputShape, bad: BadOutput | None
+    *,
+    slug: str,
+    text: str,
+    digest: bytes,
+    dim: int,
+    shape: OutputShape,
+    bad: BadOutput | None,
+    cut: int | None = None,
 ) -> bytes:
     """The model output as JSON bytes, before any string wrapping."""
     if bad == "garbage":
         return _GARBAGE
-    floats = orjson.Fragment(_floats(digest, dim, bad))
+    floats = orjson.Fragment(_floats(digest, dim, bad, cut))
     if shape in ("openai-string", "openai-object"):
         tokens = count_tokens(text)
         body: Any = {
@@ -71,10 +82,11 @@ def render_result_body(
     shape: OutputShape,
     bad: BadOutput | None,
     inference_time: float,
+    cut: int | None = None,
 ) -> bytes:
     """The full ``GET /v2/requests/{id}`` body of a COMPLETED job."""
     provider = render_provider_json(
-        slug=slug, text=text, digest=digest, dim=dim, shape=shape, bad=bad
+        slug=slug, text=text, digest=digest, dim=dim, shape=shape, bad=bad, cut=cut
     )
     output: Any = provider.decode() if shape == "openai-string" else orjson.Fragment(provider)
     return orjson.dumps(

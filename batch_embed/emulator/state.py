@@ -118,7 +118,16 @@ class EmulatorState:
             return str(uuid.uuid4())
         return str(uuid.UUID(int=self.job_rng.getrandbits(128), version=4))
 
-    def new_job(self, *, slug: str, dim: int, text: str, digest: bytes, markers: Markers) -> Job:
+    def new_job(
+        self,
+        *,
+        slug: str,
+        dim: int,
+        text: str,
+        digest: bytes,
+        markers: Markers,
+        cut: int | None = None,
+    ) -> Job:
         """Draw a job's latency and fate and store it (not billed here)."""
         config = self.config
         now = self.clock()
@@ -133,6 +142,7 @@ class EmulatorState:
             request_id=self.new_request_id(),
             slug=slug,
             dim=dim,
+            cut=cut,
             text=text,
             digest=digest,
             submitted=now,
