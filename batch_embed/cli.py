@@ -9,6 +9,9 @@ Exit codes (also in ``--help`` and the README)::
     4  the API stopped the run: key refused (401/403), credits spent (406), unknown model
     5  interrupted by SIGINT/SIGTERM; what was collected is written; re-run to resume
     6  stopped at the submit cap (--max-submits, --max-cost); re-run to continue
+    7  could not write (disk full, I/O error): free space and run again
+
+Every flag may also come from the environment or a config file (:mod:`.settings`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from .errors import BatchEmbedError, ConfigError, InputError, JournalLocked, Wri
 from .interrupts import interruptible
 from .pipeline import Outcome, embed
 from .plan import make_plan
-from .report import report_plan, report_run
+from .report import report_plan, report_run, report_settings
+from .settings import resolve, without_defaults
 
 (
     EXIT_OK,
@@ -64,14 +68,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return emulator_main(args_list[1:])
     # Until the run installs its own handlers (after --emulate's emulator has started),
     # SIGTERM acts as SIGINT: the runner cancels the start cleanly, and the exit code is 5.
-    return interruptible(lambda: event_loop.run(_run(build_parser().parse_args(args_list))))
+    return interruptible(lambda: event_loop.run(_run(args_list)))
 
 
-async def _run(args: argparse.Namespace) -> int:
+async def _run(argv: list[str]) -> int:
     try:
+        settings = resolve(build_parser(), without_defaults(build_parser()), argv, os.environ)
+        args = settings.args
+        if args.command == "config":
+            report_settings(settings, json_output=args.json)
+            return EXIT_OK
+        _check_required(args)
         if args.command == "plan":
             return await _plan(args)
-        async with _api(args) as (base_url, api_key, rpm, read_rate):
+        async with _api(args, settings.api_key) as (base_url, api_key, rpm, read_rate):
             config = _config(args, base_url=base_url, api_key=api_key, rpm=rpm, read_rate=read_rate)
             stop = asyncio.Event()
             _install_signals(stop)
@@ -135,6 +145,17 @@ def _config(
     )
 
 
+def _check_required(args: argparse.Namespace) -> None:
+    """INPUT and --output may come from a config file, so argparse cannot require them."""
+    if not args.inputs:
+        raise ConfigError(
+            "no INPUT: name the input files, directories or globs, or set input = [...] in "
+            "the config file"
+        )
+    if args.output is None:
+        raise ConfigError("no --output: name the output, or set output = ... in the config file")
+
+
 def _check_conflicts(args: argparse.Namespace) -> None:
     if args.shared_limit and args.read_rate is not None:
         raise ConfigError(
@@ -159,16 +180,19 @@ def _emulated_budget(args: argparse.Namespace) -> tuple[float, float]:
 
 
 @contextlib.asynccontextmanager
-async def _api(args: argparse.Namespace) -> AsyncIterator[tuple[str, str | None, float, float]]:
+async def _api(
+    args: argparse.Namespace, api_key: str | None
+) -> AsyncIterator[tuple[str, str | None, float, float]]:
     """Yield (base_url, key, rpm, read_rate): the real API, or a started emulator."""
     _check_conflicts(args)
     if not args.emulate:
-        if not os.environ.get(API_KEY_ENV):
+        if not api_key:
             raise ConfigError(
-                f"no API key: set {API_KEY_ENV}=<your key> (https://cloud.segmind.com), or add "
-                "--emulate to try batch-embed against its built-in emulator"
+                f"no API key: set {API_KEY_ENV}=<your key> (https://cloud.segmind.com) or "
+                "api-key in a config file readable by you only, or add --emulate to try "
+                "batch-embed against its built-in emulator"
             )
-        yield (args.base_url or DEFAULT_ROOT, None, *_real_budget(args))
+        yield (args.base_url or DEFAULT_ROOT, api_key, *_real_budget(args))
         return
     if args.base_url is not None:
         raise ConfigError("--emulate and --base-url conflict: the emulator is the API")

@@ -54,6 +54,27 @@ writes to the output or its journal, and works while a run holds it.
 """
 
 
+CONFIG_EPILOG = """\
+examples:
+  batch-embed config --config nightly.toml
+  BATCH_EMBED_RPM=100 batch-embed config --config nightly.toml --json
+
+A config file (TOML) takes the long flag names as keys:
+
+  input = ["corpus/"]
+  output = "vectors.parquet"
+  id-field = "doc_id"
+  rpm = 50
+  max-submits = 20000
+  price-per-call = 0.0005
+  shared-limit = false
+  # api-key = "..."   read only when the file is readable by you alone (chmod 600)
+
+Every flag is also an environment variable: BATCH_EMBED_ and the flag in upper case,
+- as _ (BATCH_EMBED_MAX_SUBMITS=20000). Precedence: flag > environment > file > default.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``batch-embed`` argument parser (``run``, ``plan`` and ``emulator``)."""
     parser = argparse.ArgumentParser(
@@ -78,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_run_flags(plan)
+    config = sub.add_parser(
+        "config",
+        help="print the effective settings and where each came from",
+        description="Print the settings `run` would use, each with its source: flag, env "
+        "(BATCH_EMBED_<FLAG>), file (--config) or default. The API key is shown as set/unset.",
+        epilog=CONFIG_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_run_flags(config)
+    config.add_argument("--json", action="store_true", help="print the settings as JSON")
     sub.add_parser(
         "emulator", help="serve the built-in API emulator (see: emulator --help)", add_help=False
     )
@@ -88,17 +119,26 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """The flags of ``run`` (and of ``plan``, which answers for that run)."""
     parser.add_argument(
         "inputs",
-        nargs="+",
+        nargs="*",
         metavar="INPUT",
-        help=".jsonl/.ndjson (optionally .gz), .parquet, a directory or a glob",
+        help=".jsonl/.ndjson (optionally .gz), .parquet, a directory or a glob (required, "
+        "here or as input = [...] in the config file)",
     )
     parser.add_argument(
         "--output",
         "-o",
-        required=True,
         type=Path,
+        default=None,
         metavar="OUT",
-        help="a .parquet file, or a directory that receives part files",
+        help="a .parquet file, or a directory that receives part files (required)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="a TOML file of settings, keys named as the long flags (default: "
+        "$BATCH_EMBED_CONFIG); flags beat the environment, which beats the file",
     )
     parser.add_argument(
         "--text-field",
@@ -273,3 +313,12 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return value
+
+
+NUMERIC_TYPES: dict[object, str] = {
+    _positive_float: "a number > 0",
+    _non_negative_float: "a number >= 0",
+    _positive_int: "an integer >= 1",
+    _count: "an integer >= 0",
+}
+"""The flags' converters that take numbers -> what they accept (a config file's numbers)."""

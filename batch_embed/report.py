@@ -15,6 +15,7 @@ from .error_sink import iter_errors
 from .errors import InputError
 from .pipeline import Outcome, RunResult
 from .plan import Plan
+from .settings import KEY_NAME, Settings, shown
 from .write_failures import writing
 
 SHOWN_ERRORS = 5
@@ -80,3 +81,31 @@ def report_plan(plan: Plan, output: Path, rpm: float, summary_json: Path | None)
     if summary_json is not None:
         with writing(summary_json):
             summary_json.write_bytes(orjson.dumps(plan.as_dict(), option=orjson.OPT_INDENT_2))
+
+
+def report_settings(settings: Settings, *, json_output: bool) -> None:
+    """Print every setting of the run with where it came from (the key as set/unset)."""
+    rows = shown(settings)
+    if json_output:
+        table = {name: {"value": value, "source": source} for name, value, source in rows}
+        sys.stdout.write(orjson.dumps(table, option=orjson.OPT_INDENT_2, default=str).decode())
+        sys.stdout.write("\n")
+        return
+    if settings.config is not None:
+        print(f"# config file: {settings.config}")
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, source in rows:
+        text = str(value) if name == KEY_NAME else _toml_value(value)  # set / unset
+        print(f"{name:<{width}}  {text:<24}  # {source}")
+
+
+def _toml_value(value: object) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return orjson.dumps(value).decode()
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return str(value)
