@@ -19,21 +19,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from . import loop as event_loop
 from .cli_args import build_parser
 from .client import API_KEY_ENV, DEFAULT_ROOT
 from .config import DEFAULT_READ_RATE, DEFAULT_RPM, RunConfig
+from .credit_check import check_before_paying, show_for_plan
 from .errors import BatchEmbedError, ConfigError, InputError, JournalLocked, WriteFailed
 from .interrupts import interruptible
+from .log import LOG_FORMATS, Log, LogFormat
 from .pipeline import Outcome, embed
 from .plan import make_plan
-from .report import report_plan, report_run, report_settings
+from .report import report_plan, report_run, report_settings, report_status
 from .settings import resolve, without_defaults
+from .status import read_status
 
 (
     EXIT_OK,
@@ -72,35 +77,63 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(argv: list[str]) -> int:
+    log = Log(_log_format_hint(argv, os.environ))  # until the settings are read
     try:
+        parsed = build_parser().parse_args(argv)
+        if parsed.command == "status":  # reads what a run wrote: no settings of its own
+            report_status(read_status(parsed.output), json_output=parsed.json)
+            return EXIT_OK
         settings = resolve(build_parser(), without_defaults(build_parser()), argv, os.environ)
         args = settings.args
+        log = Log(args.log_format)
         if args.command == "config":
             report_settings(settings, json_output=args.json)
             return EXIT_OK
         _check_required(args)
         if args.command == "plan":
-            return await _plan(args)
-        async with _api(args, settings.api_key) as (base_url, api_key, rpm, read_rate):
+            return await _plan(args, settings.api_key, log)
+        async with _api(args, settings.api_key, log) as (base_url, api_key, rpm, read_rate):
             config = _config(args, base_url=base_url, api_key=api_key, rpm=rpm, read_rate=read_rate)
             stop = asyncio.Event()
-            _install_signals(stop)
-            result = await embed(config, stop=stop, progress=None if args.quiet else sys.stderr)
-        report_run(result, args.summary_json)
+            _install_signals(stop, log)
+            result = await embed(
+                config,
+                stop=stop,
+                progress=None if args.quiet and not log.json else log,
+                log_every=args.log_every,
+                before_paying=functools.partial(
+                    check_before_paying, config, log, quiet=args.quiet, yes=args.yes
+                ),
+            )
+        report_run(result, args.summary_json, log)
     except (ConfigError, InputError, JournalLocked) as err:
-        print(f"batch-embed: error: {err}", file=sys.stderr)
+        log.error(str(err), event="refused")
         return EXIT_USAGE
     except WriteFailed as err:
-        print(f"batch-embed: error: {err}; free space and run again", file=sys.stderr)
+        log.error(f"{err}; free space and run again", event="write_failed", path=err.path)
         return EXIT_WRITE_FAILED
     except BatchEmbedError as err:
-        print(f"batch-embed: error: {err}", file=sys.stderr)
+        log.error(str(err))
         return EXIT_BUG
     return EXIT_CODES[result.outcome]
 
 
-async def _plan(args: argparse.Namespace) -> int:
-    """``plan``: the run's settings, no emulator, no key, no request; print what it would pay."""
+def _log_format_hint(argv: Sequence[str], environ: Mapping[str, str]) -> LogFormat:
+    """The log format asked for, read before the settings are (so that their errors obey)."""
+    for index, word in enumerate(argv):
+        value = argv[index + 1] if word == "--log-format" and index + 1 < len(argv) else None
+        if word.startswith("--log-format="):
+            value = word.split("=", 1)[1]
+        if value in LOG_FORMATS:
+            return value
+    return "json" if environ.get("BATCH_EMBED_LOG_FORMAT") == "json" else "text"
+
+
+async def _plan(args: argparse.Namespace, api_key: str | None, log: Log) -> int:
+    """``plan``: the run's settings, no emulator, no paid request; print what it would pay.
+
+    With a key (and not --emulate), the credit balance is asked (unpaid) and shown.
+    """
     _check_conflicts(args)
     if args.emulate and args.base_url is not None:
         raise ConfigError("--emulate and --base-url conflict: the emulator is the API")
@@ -109,7 +142,9 @@ async def _plan(args: argparse.Namespace) -> int:
         args, base_url=args.base_url or DEFAULT_ROOT, api_key=None, rpm=rpm, read_rate=read_rate
     )
     plan = await asyncio.to_thread(make_plan, config)
-    report_plan(plan, config.output, config.rpm, args.summary_json)
+    report_plan(plan, config.output, config.rpm, args.summary_json, log)
+    if api_key and not args.emulate:
+        await show_for_plan(dataclasses.replace(config, api_key=api_key), plan, log)
     return EXIT_OK
 
 
@@ -181,7 +216,7 @@ def _emulated_budget(args: argparse.Namespace) -> tuple[float, float]:
 
 @contextlib.asynccontextmanager
 async def _api(
-    args: argparse.Namespace, api_key: str | None
+    args: argparse.Namespace, api_key: str | None, log: Log
 ) -> AsyncIterator[tuple[str, str | None, float, float]]:
     """Yield (base_url, key, rpm, read_rate): the real API, or a started emulator."""
     _check_conflicts(args)
@@ -202,11 +237,11 @@ async def _api(
         submit_limit=EMULATE_SUBMIT_LIMIT, read_limit=EMULATE_READ_LIMIT
     )
     async with Emulator(emulator_config) as emulator:
-        print(f"batch-embed: emulator listening on {emulator.url}", file=sys.stderr)
+        log.info(f"emulator listening on {emulator.url}", event="emulator", url=emulator.url)
         yield (emulator.url, EMULATE_KEY, *_emulated_budget(args))
 
 
-def _install_signals(stop: asyncio.Event) -> None:
+def _install_signals(stop: asyncio.Event, log: Log) -> None:
     """First SIGINT/SIGTERM: stop and collect; a second one: exit at once.
 
     A signal that came before these handlers was already handled: it cancelled the run (the
@@ -219,13 +254,16 @@ def _install_signals(stop: asyncio.Event) -> None:
     def handle(signum: int) -> None:
         if run is not None and run.cancelling():
             return
+        if not log.json and log.stream.isatty():
+            log.stream.write("\n")  # off the progress line
         if stop.is_set():
-            print("\nbatch-embed: second signal, exiting now", file=sys.stderr)
+            log.info("second signal, exiting now", event="signal")
             os._exit(EXIT_INTERRUPTED)
-        print(
-            f"\nbatch-embed: {signal.Signals(signum).name}: stopping; collecting jobs in "
-            "flight (again to exit at once)",
-            file=sys.stderr,
+        name = signal.Signals(signum).name
+        log.info(
+            f"{name}: stopping; collecting jobs in flight (again to exit at once)",
+            event="signal",
+            signal=name,
         )
         stop.set()
 

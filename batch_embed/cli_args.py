@@ -12,7 +12,9 @@ from pathlib import Path
 from . import __version__
 from .client import API_KEY_ENV, DEFAULT_ROOT
 from .config import DEFAULT_MAX_IN_FLIGHT, DEFAULT_READ_RATE, DEFAULT_RPM
+from .log import LOG_FORMATS
 from .models import DEFAULT_MODEL, MODELS
+from .progress import DEFAULT_LOG_EVERY
 from .spending import DEFAULT_MAX_RESUBMITS
 
 RUN_EPILOG = f"""\
@@ -75,6 +77,17 @@ Every flag is also an environment variable: BATCH_EMBED_ and the flag in upper c
 """
 
 
+STATUS_EPILOG = """\
+examples:
+  batch-embed status vectors.parquet
+  batch-embed status vectors.parquet --json | jq .last_run.outcome
+
+A run with no end is "running" while the process that locked the output is alive, and
+"killed" once it is not (run the same command again: it re-attaches to the jobs in flight
+whose hour has not passed). Exit 2 when OUT has neither an output nor a journal.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``batch-embed`` argument parser (``run``, ``plan`` and ``emulator``)."""
     parser = argparse.ArgumentParser(
@@ -109,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_run_flags(config)
     config.add_argument("--json", action="store_true", help="print the settings as JSON")
+    status = sub.add_parser(
+        "status",
+        help="what a run on an output has done (works while it runs; never writes)",
+        description="Read the journal and the output of OUT without taking the run's lock: "
+        "rows committed/pending/failed, texts in flight and the minutes left of their hour, "
+        "paid calls so far, the last run's start, end and outcome.",
+        epilog=STATUS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument("output", type=Path, metavar="OUT", help="the run's --output")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
     sub.add_parser(
         "emulator", help="serve the built-in API emulator (see: emulator --help)", add_help=False
     )
@@ -255,6 +279,12 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         help="stop before the submits cost more than X (needs --price-per-call); exit 6",
     )
     parser.add_argument(
+        "--yes",
+        action="store_true",
+        help="run even when the credit balance does not cover what --price-per-call says "
+        "the run costs",
+    )
+    parser.add_argument(
         "--max-resubmits",
         type=_count,
         default=DEFAULT_MAX_RESUBMITS,
@@ -274,7 +304,24 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         help="remove from the output the rows whose key the input no longer has "
         "(default: keep them, and count them as gone)",
     )
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress view")
+    parser.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress view (on a terminal or in the log)"
+    )
+    parser.add_argument(
+        "--log-every",
+        type=_positive_float,
+        default=DEFAULT_LOG_EVERY,
+        metavar="SECONDS",
+        help="when stderr is not a terminal, one progress line every SECONDS (default: "
+        f"{DEFAULT_LOG_EVERY:g}); on a terminal the line is redrawn in place",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text (default), or json: every line on stderr one JSON object (progress, "
+        "warnings, errors, the summary) for log collectors",
+    )
     # Advanced, hidden: the size of the committed parts (tests, tuning).
     parser.add_argument("--rows-per-part", type=_positive_int, default=None, help=argparse.SUPPRESS)
 

@@ -12,6 +12,8 @@ re-run resumes from. Two tables:
            FAILED), the request_id, the submission time (wall clock), the number of submits
            (each one a paid call; ``forgiven`` of them were before a ``--retry-failed``
            gave the text a new allowance of resubmits), and the error of a failed text.
+``runs``   one per run: its start and end (wall clock), its outcome and its paid calls; a
+           run with no end was killed, or is running (``batch-embed status`` tells which).
 ``superseded`` / ``pruned``  keys whose old output rows must go (their text changed; they
            left the input and ``--prune`` asked); kept until the output is rewritten, so a
            crash in between is finished by the next run.
@@ -121,6 +123,18 @@ class Journal:
             self.run = int(found[0]) + 1 if found else 1
             self._set_meta("run", str(self.run))
             self._set_meta("schema", SCHEMA_VERSION)
+            self._conn.execute(
+                "INSERT OR REPLACE INTO runs(run, started, pid) VALUES(?, ?, ?)",
+                (self.run, wall_clock(), os.getpid()),
+            )
+
+    def finish_run(self, outcome: str, paid: int) -> None:
+        """Write how this run ended and what it paid (``status`` reads it)."""
+        with self._tx():
+            self._conn.execute(
+                "UPDATE runs SET ended=?, outcome=?, paid=? WHERE run=?",
+                (wall_clock(), outcome, paid, self.run),
+            )
 
     # -- meta ------------------------------------------------------------------------------
 

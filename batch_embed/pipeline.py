@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import enum
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -28,11 +29,12 @@ from .error_sink import ErrorSink
 from .inputs import InputFile, resolve_inputs
 from .journal import Journal
 from .layout import OutputLayout, layout_for
+from .log import Log
 from .models import ModelSpec
 from .output_copy import resolve_pending
 from .output_index import check_meta, drop_rows, finish_drops, reconcile, remove_outputs
 from .overlap import OwnPaths
-from .progress import Progress, estimate_rows
+from .progress import DEFAULT_LOG_EVERY, Progress, estimate_rows
 from .reader import Reader, ReaderConfig
 from .records import ErrorKind
 from .stats import RunStats
@@ -71,9 +73,16 @@ async def embed(
     config: RunConfig,
     *,
     stop: asyncio.Event | None = None,
-    progress: TextIO | None = None,
+    progress: TextIO | Log | None = None,
+    before_paying: Callable[[], Awaitable[None]] | None = None,
+    log_every: float = DEFAULT_LOG_EVERY,
 ) -> RunResult:
     """Embed every row of the inputs into the output; see the module doc.
+
+    ``progress`` is where the progress view goes (a stream, or the CLI's :class:`Log`), one
+    line every ``log_every`` seconds when it is not a terminal. ``before_paying`` runs once
+    the inputs, the output and the journal have been checked
+    and before the first request: the CLI's credit check, which may refuse the run.
 
     Raises InputError (a bad input file, before anything is submitted), ConfigError and
     JournalLocked, and WriteFailed (a file of the run could not be written: the run stopped
@@ -82,7 +91,9 @@ async def embed(
     """
     layout = layout_for(config.output, config.errors)
     try:
-        return await _embed(config, layout, stop, progress)
+        if progress is not None and not isinstance(progress, Log):
+            progress = Log(stream=progress)
+        return await _embed(config, layout, stop, progress, before_paying, log_every)
     except BaseException as exc:
         failure = write_failure(exc, layout.journal)
         if failure is None:
@@ -91,7 +102,12 @@ async def embed(
 
 
 async def _embed(
-    config: RunConfig, layout: OutputLayout, stop: asyncio.Event | None, progress: TextIO | None
+    config: RunConfig,
+    layout: OutputLayout,
+    stop: asyncio.Event | None,
+    progress: Log | None,
+    before_paying: Callable[[], Awaitable[None]] | None,
+    log_every: float,
 ) -> RunResult:
     spec, files, reader = open_inputs(config, layout)
     stats = RunStats(started=time.monotonic())
@@ -117,6 +133,8 @@ async def _embed(
         # On the loop, not in a thread: a cancelled run must not close the journal under it.
         finish_drops(journal, layout)  # a rewrite an earlier crash cut short
         stats.rebuilt_rows = reconcile(journal, layout)
+        if before_paying is not None:
+            await before_paying()
         with (
             ErrorSink(layout.errors, mode="fresh") as sink,
             PartWriter(
@@ -142,8 +160,9 @@ async def _embed(
                     reporter = Progress(
                         stats,
                         run.submit_limiter,
-                        stream=progress,
+                        log=progress,
                         expected_rows=estimate_rows(files),
+                        log_every=log_every,
                     )
                     view = asyncio.create_task(reporter.run())
                 try:
@@ -164,15 +183,17 @@ async def _embed(
                 journal.finish_drops(await asyncio.to_thread(drop_rows, layout, drops))
         if layout.single_file:
             await asyncio.to_thread(finalize_single_file, layout.parts_dir, layout.output)
-    for source, file_stats in reader.stats.items():
-        stats.truncated += file_stats.truncated
-        stats.ledger(source)
-    stats.finished = time.monotonic()
-    stats.capped = run.budget.refused
+        for source, file_stats in reader.stats.items():
+            stats.truncated += file_stats.truncated
+            stats.ledger(source)
+        stats.finished = time.monotonic()
+        stats.capped = run.budget.refused
+        outcome = result_outcome(stats, run, stop)
+        journal.finish_run(outcome.value, stats.submits_accepted)
     reason = run.abort_reason
     if reason is not None:
         reason = f"{reason}; {rows_left(stats, files)}"
-    return RunResult(result_outcome(stats, run, stop), stats, layout, reason)
+    return RunResult(outcome, stats, layout, reason)
 
 
 def open_inputs(

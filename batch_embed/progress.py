@@ -1,15 +1,16 @@
-"""The progress view on stderr: a live line on a terminal, periodic log lines otherwise."""
+"""The progress view on stderr: a live line on a terminal, a log line every minute otherwise."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
-from typing import TextIO
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pyarrow.parquet as pq
 
 from .inputs import InputFile
+from .log import Log
 from .ratelimit import AdaptiveLimiter
 from .stats import RunStats
 
@@ -20,11 +21,17 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-class Progress:
-    """Reports a run's counters every ``interval`` seconds until cancelled.
+DEFAULT_LOG_EVERY = 60.0
+"""Seconds between progress lines when stderr is not a terminal (``--log-every``)."""
+REDRAW_SECONDS = 0.5
 
-    On a terminal the line is redrawn in place twice a second; when stderr is a file or a
-    pipe (cron, CI) a plain line is written every ``log_interval`` seconds instead.
+
+class Progress:
+    """Reports a run's counters until cancelled.
+
+    On a terminal (text format) the line is redrawn in place twice a second; otherwise
+    (cron, a pipe, a file, or ``--log-format json``) one line is written every
+    ``log_every`` seconds, never a carriage return. Clock and sleep are injected.
     """
 
     def __init__(
@@ -32,57 +39,86 @@ class Progress:
         stats: RunStats,
         submit: AdaptiveLimiter,
         *,
-        stream: TextIO | None = None,
+        log: Log,
         expected_rows: int | None = None,
-        log_interval: float = 10.0,
+        log_every: float = DEFAULT_LOG_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.stats = stats
         self.submit = submit
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = self.stream.isatty()
-        self.interval = 0.5 if self.tty else log_interval
+        self.log = log
+        self.tty = not log.json and log.stream.isatty()
+        self.interval = REDRAW_SECONDS if self.tty else log_every
         self.expected_rows = expected_rows
-        self._last = (time.monotonic(), 0)
+        self.clock = clock
+        self.sleep = sleep
+        self._last = (clock(), 0)
 
-    def line(self) -> str:
-        """One status line: rows done/failed, in flight, submit rate against budget, ETA."""
+    def figures(self) -> dict[str, Any]:
+        """The counters of one progress line (the JSON line's fields)."""
         s = self.stats
-        now = time.monotonic()
+        now = self.clock()
         then, submits_then = self._last
         rate = (s.submits - submits_then) / (now - then) if now > then else 0.0
         self._last = (now, s.submits)
-        budget = self.submit.controller.rate
         done = s.rows_received + s.rows_failed + s.rows_skipped
         elapsed = now - s.started
-        eta = "?"
+        eta: float | None = None
         if self.expected_rows and done and elapsed > 0:
-            remaining = max(0, self.expected_rows - done)
-            eta = _clock(remaining * elapsed / done)
-        return (
-            f"rows {s.rows_received} embedded ({s.rows_embedded} committed), "
-            f"{s.rows_failed} failed, {s.rows_skipped} skipped"
-            f" | in flight {s.in_flight} | submits {rate * 60:.0f}/min of "
-            f"{budget * 60:.0f}/min | 429s {s.throttled_submits + s.throttled_reads}"
-            f" | {_clock(elapsed)} elapsed, ETA {eta}"
-        )
+            eta = max(0, self.expected_rows - done) * elapsed / done
+        return {
+            "rows_done": done,
+            "rows_total": self.expected_rows,
+            "rows_embedded": s.rows_received,
+            "rows_committed": s.rows_embedded,
+            "rows_failed": s.rows_failed,
+            "rows_skipped": s.rows_skipped,
+            "paid_calls": s.submits_accepted,
+            "in_flight": s.in_flight,
+            "submits_per_minute": round(rate * 60, 1),
+            "budget_per_minute": round(self.submit.controller.rate * 60, 1),
+            "throttled_429": s.throttled_submits + s.throttled_reads,
+            "elapsed_seconds": round(elapsed, 1),
+            "eta_seconds": None if eta is None else round(eta, 1),
+        }
+
+    def line(self) -> str:
+        """One status line: rows done/total, paid calls, in flight, rate, ETA, 429s."""
+        return _text(self.figures())
 
     async def run(self) -> None:
         """Write the line periodically until cancelled; then end the terminal line."""
         try:
             while True:
-                await asyncio.sleep(self.interval)
-                self._emit()
+                await self.sleep(self.interval)
+                self.emit()
         finally:
             if self.tty:
-                self.stream.write("\n")
-                self.stream.flush()
+                self.log.stream.write("\n")
+                self.log.stream.flush()
 
-    def _emit(self) -> None:
+    def emit(self) -> None:
+        """Write one progress line now."""
         if self.tty:
-            self.stream.write("\r\x1b[2K" + self.line())
-        else:
-            self.stream.write("batch-embed: " + self.line() + "\n")
-        self.stream.flush()
+            self.log.stream.write("\r\x1b[2K" + self.line())
+            self.log.stream.flush()
+            return
+        figures = self.figures()
+        self.log.info(_text(figures), event="progress", **figures)
+
+
+def _text(f: dict[str, Any]) -> str:
+    total = f"/{f['rows_total']}" if f["rows_total"] else ""
+    eta = "?" if f["eta_seconds"] is None else _clock(f["eta_seconds"])
+    return (
+        f"rows {f['rows_done']}{total} done ({f['rows_embedded']} embedded, "
+        f"{f['rows_committed']} committed, {f['rows_failed']} failed, "
+        f"{f['rows_skipped']} skipped) | paid calls {f['paid_calls']} | in flight "
+        f"{f['in_flight']} | submits {f['submits_per_minute']:.0f}/min of "
+        f"{f['budget_per_minute']:.0f}/min | 429s {f['throttled_429']}"
+        f" | {_clock(f['elapsed_seconds'])} elapsed, ETA {eta}"
+    )
 
 
 def estimate_rows(files: list[InputFile]) -> int | None:

@@ -13,9 +13,11 @@ import orjson
 
 from .error_sink import iter_errors
 from .errors import InputError
+from .log import Log
 from .pipeline import Outcome, RunResult
 from .plan import Plan
 from .settings import KEY_NAME, Settings, shown
+from .status import Status
 from .write_failures import writing
 
 SHOWN_ERRORS = 5
@@ -43,41 +45,56 @@ def first_errors(path: Path, limit: int) -> list[str]:
     return shown
 
 
-def report_run(result: RunResult, summary_json: Path | None) -> None:
+def report_run(result: RunResult, summary_json: Path | None, log: Log) -> None:
+    """The end of a run: the summary, the first failed rows, how it stopped.
+
+    In JSON the summary is one ``summary`` event carrying every figure of ``--summary-json``.
+    """
     stats = result.stats
-    out = sys.stderr
-    for line in stats.summary_lines():
-        print(f"batch-embed: {line}", file=out)
     layout = result.layout
+    summary = stats.as_dict() | {"outcome": result.outcome.value, "reason": result.reason}
+    if log.json:
+        log.info(
+            f"run {result.outcome.value}",
+            event="summary",
+            output=str(layout.output),
+            errors=str(layout.errors),
+            **summary,
+        )
+    else:
+        for line in stats.summary_lines():
+            log.info(line)
     if stats.rows_failed:
         for line in first_errors(layout.errors, SHOWN_ERRORS):
-            print(f"batch-embed: failed: {line}", file=out)
-    print(f"batch-embed: output {layout.output}; errors {layout.errors}", file=out)
+            log.info(f"failed: {line}", event="failed_row")
+    if not log.json:
+        log.info(f"output {layout.output}; errors {layout.errors}")
     if result.reason:
-        print(f"batch-embed: run stopped: {result.reason}", file=out)
+        log.info(f"run stopped: {result.reason}", event="stopped")
     if result.outcome is Outcome.INTERRUPTED:
-        print("batch-embed: interrupted; run the same command again to resume", file=out)
+        log.info("interrupted; run the same command again to resume", event="stopped")
     if result.outcome is Outcome.LEDGER_MISMATCH:
-        print(
-            f"batch-embed: BUG: the ledger does not balance for {stats.unbalanced}: "
+        log.error(
+            f"BUG: the ledger does not balance for {stats.unbalanced}: "
             "rows read != embedded + failed + skipped; please report it",
-            file=out,
+            event="ledger_mismatch",
         )
     if summary_json is not None:
-        summary = stats.as_dict() | {"outcome": result.outcome.value, "reason": result.reason}
         with writing(summary_json):
             summary_json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     if result.outcome is Outcome.CAPPED:
-        print(
-            "batch-embed: stopped at the submit cap; run the same command again to continue",
-            file=out,
+        log.info(
+            "stopped at the submit cap; run the same command again to continue", event="stopped"
         )
 
 
-def report_plan(plan: Plan, output: Path, rpm: float, summary_json: Path | None) -> None:
-    """Print a plan (and write it as JSON with ``--summary-json``)."""
-    for line in plan.lines(output, rpm):
-        print(f"batch-embed: {line}", file=sys.stderr)
+def report_plan(plan: Plan, output: Path, rpm: float, summary_json: Path | None, log: Log) -> None:
+    """Print a plan (and write it as JSON with ``--summary-json``); one ``plan`` event in JSON."""
+    if log.json:
+        log.info(f"plan: {plan.to_submit} paid calls", event="plan", **plan.as_dict())
+    else:
+        for line in plan.lines(output, rpm):
+            log.info(line)
     if summary_json is not None:
         with writing(summary_json):
             summary_json.write_bytes(orjson.dumps(plan.as_dict(), option=orjson.OPT_INDENT_2))
@@ -109,3 +126,13 @@ def _toml_value(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return str(value)
+
+
+def report_status(status: Status, *, json_output: bool) -> None:
+    """Print a status on stdout (it is the command's answer), as lines or as JSON."""
+    if json_output:
+        sys.stdout.write(orjson.dumps(status.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        sys.stdout.write("\n")
+        return
+    for line in status.lines():
+        print(line)

@@ -311,7 +311,8 @@ def test_a_signal_before_any_submit_exits_5_cleanly(tmp_path: Path, signum: sign
     assert stopping_line(signum) in stderr
     assert SUMMARY_LINE in stderr and INTERRUPTED_LINE in stderr
     assert_no_traceback(stderr)
-    assert stats["jobs_created"] == 0 and stats["requests_total"] == 0
+    credits = sum(stats["requests"]["credits"].values())  # the free balance, asked first
+    assert stats["jobs_created"] == 0 and stats["requests_total"] == credits
     assert assert_parquet_readable(out) == 0
     if out.exists():
         assert output_rows(layout) == {}
@@ -333,9 +334,9 @@ import batch_embed.cli as cli
 
 install = cli._install_signals
 
-def late(stop):
+def late(*args):
     signal.raise_signal(getattr(signal, sys.argv[1]))
-    install(stop)
+    install(*args)
 
 cli._install_signals = late
 raise SystemExit(cli.main(sys.argv[2:]))

@@ -326,6 +326,9 @@ class _Api:
     async def credits(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/get-user-credits``: the balances."""
         state = self.state
+        if state.config.credits_status is not None:
+            status = state.config.credits_status
+            return error_response(status, "Injected failure (credits_status)")
         balance = UNLIMITED_CREDITS if state.balance is None else state.balance
         body = {"credits": float(balance), "free-credits": float(state.free_balance)}
         return json_response(200, orjson.dumps(body))

@@ -146,6 +146,8 @@ class EmulatorConfig:
     """Free credit balance, spent before the paid one."""
     price: float = 0.001
     """Credits one accepted submit (or sync call) costs."""
+    credits_status: int | None = None
+    """Answer ``GET /v1/get-user-credits`` with this HTTP error status (None: the balance)."""
     output_shape: OutputShape = "openai-string"
     """Where ``output`` nests the vector; see ``OUTPUT_SHAPES``."""
     seed: int | None = None
@@ -183,6 +185,12 @@ class EmulatorConfig:
             _check_number("credits", self.credits)
         _check_number("free_credits", self.free_credits)
         _check_number("price", self.price)
+        if self.credits_status is not None and not (
+            isinstance(self.credits_status, int) and 400 <= self.credits_status <= 599
+        ):
+            raise ConfigError(
+                f"credits_status: expected an HTTP error status, got {self.credits_status!r}"
+            )
         if self.output_shape not in OUTPUT_SHAPES:
             raise ConfigError(
                 f"output_shape: expected one of {', '.join(OUTPUT_SHAPES)}, "
