@@ -16,6 +16,7 @@ from .log import LOG_FORMATS
 from .models import DEFAULT_MODEL, MODELS
 from .progress import DEFAULT_LOG_EVERY
 from .spending import DEFAULT_MAX_RESUBMITS
+from .storage import is_uri
 
 RUN_EPILOG = f"""\
 examples:
@@ -151,7 +152,7 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output",
         "-o",
-        type=Path,
+        type=_local_path,
         default=None,
         metavar="OUT",
         help="a .parquet file, or a directory that receives part files (required)",
@@ -226,7 +227,7 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--errors",
-        type=Path,
+        type=_local_path,
         default=None,
         metavar="PATH",
         help="the errors output (JSONL; default: <output>.errors.jsonl)",
@@ -324,6 +325,16 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     # Advanced, hidden: the size of the committed parts (tests, tuning).
     parser.add_argument("--rows-per-part", type=_positive_int, default=None, help=argparse.SUPPRESS)
+
+
+def _local_path(text: str) -> Path:
+    """A local path; object storage is for inputs only, so far."""
+    if is_uri(text):
+        raise argparse.ArgumentTypeError(
+            f"{text}: outputs go to a local path (inputs may be in object storage); write "
+            "locally and copy the output, or mount the bucket"
+        )
+    return Path(text)
 
 
 def _positive_float(text: str) -> float:

@@ -13,10 +13,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
+
+import pyarrow as pa
+import pyarrow.fs as pafs
 
 from .errors import ConfigError, InputError
-from .overlap import OwnPaths
+from .overlap import OwnPaths, glob_regex
+from .storage import is_uri, open_remote, remote
 
 Format = Literal["jsonl", "parquet"]
 
@@ -39,6 +43,27 @@ class InputFile:
     source: str
     format: Format
     compressed: bool
+    fs: pafs.FileSystem | None = None
+    """The object store holding it (``path`` is then the path inside it); None: local."""
+
+    def open(self) -> BinaryIO:
+        """The file's bytes as stored (the caller decompresses); OS failures propagate."""
+        if self.fs is None:
+            return open(self.path, "rb")
+        return open_remote(self.fs, self.path.as_posix(), self.source)
+
+    def size(self) -> int:
+        """Its size in bytes (OSError or InputError when it cannot be asked)."""
+        if self.fs is None:
+            return self.path.stat().st_size
+        info = self.fs.get_file_info(self.path.as_posix())
+        if info.type == pafs.FileType.NotFound:
+            raise InputError("no such file", path=self.source)
+        return int(info.size or 0)
+
+    def parquet(self) -> str | Path | pa.NativeFile:
+        """What pyarrow.parquet opens: the local path, or the remote object, seekable."""
+        return self.path if self.fs is None else self.fs.open_input_file(self.path.as_posix())
 
 
 def _classify(name: str) -> tuple[Format, bool] | None:
@@ -54,8 +79,46 @@ def _input_file(path: Path, source: str) -> InputFile | None:
     return None if kind is None else InputFile(path, source, kind[0], kind[1])
 
 
+def _expand_remote(pattern: str) -> list[InputFile]:
+    """Resolve a URI: one object, a prefix (recursive, as a directory) or a glob."""
+    accepted = ", ".join(SUFFIXES)
+    glob_at = min((i for i, c in enumerate(pattern) if c in _GLOB_CHARS), default=None)
+    base = pattern if glob_at is None else pattern[:glob_at].rsplit("/", 1)[0]
+    fs, root = remote(base)
+    try:
+        info = fs.get_file_info(root)
+        if glob_at is None and info.type == pafs.FileType.File:
+            found = _input_file(Path(root), pattern)
+            if found is None:
+                raise InputError(f"unknown file type; accepted endings: {accepted}", path=pattern)
+            return [InputFile(found.path, pattern, found.format, found.compressed, fs)]
+        if info.type != pafs.FileType.Directory:
+            raise InputError("no such file, prefix or bucket", path=pattern)
+        listed = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(f"cannot be listed: {str(err).splitlines()[0]}", path=pattern) from None
+    matches = None if glob_at is None else glob_regex(pattern).fullmatch
+    files = []
+    for entry in listed:
+        rel = entry.path[len(root) :].lstrip("/")
+        hidden = any(part.startswith((".", "_")) for part in rel.split("/"))
+        if entry.type != pafs.FileType.File or hidden:
+            continue  # hidden, or a writer's temporary object: skipped as pyarrow.dataset does
+        name = f"{base.rstrip('/')}/{rel}"
+        if matches is not None and not matches(name):
+            continue
+        kind = _classify(entry.path)
+        if kind is not None:
+            files.append(InputFile(Path(entry.path), name, kind[0], kind[1], fs))
+    if not files:
+        raise InputError(f"holds no input files ({accepted})", path=pattern)
+    return sorted(files, key=lambda f: f.source)
+
+
 def _expand(pattern: str, own: OwnPaths) -> list[InputFile]:
     """Resolve one user-given name: a file, a directory (recursive) or a glob."""
+    if is_uri(pattern):
+        return _expand_remote(pattern)
     path = Path(pattern)
     accepted = ", ".join(SUFFIXES)
     try:
@@ -119,7 +182,7 @@ def resolve_inputs(patterns: Sequence[str], own: OwnPaths | None = None) -> list
     result = []
     for pattern in patterns:
         for found in _expand(pattern, own):
-            real = found.path.resolve()
+            real = found.path.resolve() if found.fs is None else Path(found.source)
             if real not in seen:
                 seen.add(real)
                 result.append(found)

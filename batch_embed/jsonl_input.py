@@ -13,6 +13,7 @@ import io
 import zlib
 from collections.abc import Iterator
 from itertools import chain
+from typing import BinaryIO
 
 import orjson
 
@@ -166,12 +167,27 @@ def _bad_line(
     return row_error(derived, source, location, None, reason)
 
 
+class _ClosingGzip(gzip.GzipFile):
+    """A gzip reader over a stream it owns: closing it closes the stream too."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
 def open_jsonl(file: InputFile) -> gzip.GzipFile | io.BufferedReader:
     """Open a JSONL input for binary line reading; an OS failure becomes InputError."""
     try:
-        if file.compressed:
-            return gzip.open(file.path, "rb")
-        return open(file.path, "rb")
+        if file.fs is None:
+            return gzip.open(file.path, "rb") if file.compressed else open(file.path, "rb")
+        raw = file.open()
+        return _ClosingGzip(raw) if file.compressed else raw  # type: ignore[return-value]
     except FileNotFoundError as err:
         raise InputError("no such file", path=file.source) from err
     except OSError as err:
@@ -204,6 +220,6 @@ def _gzip_hint(file: InputFile) -> str:
     """A hint when an uncompressed-named file starts like gzip."""
     if file.compressed:
         return ""
-    with open(file.path, "rb") as fh:
+    with file.open() as fh:
         magic = fh.read(2)
     return " (it looks gzip-compressed: name it .jsonl.gz)" if magic == b"\x1f\x8b" else ""

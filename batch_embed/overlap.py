@@ -87,7 +87,7 @@ class OwnPaths:
         Checked on the pattern itself, not only on what is on disk, so that the first night
         (before the run has written its output) is refused as the second would be.
         """
-        matches = _glob_regex(os.path.abspath(pattern)).fullmatch
+        matches = glob_regex(os.path.abspath(pattern)).fullmatch
         for own in self.files:
             if matches(str(own.real)) or matches(os.path.abspath(own.given)):
                 raise ConfigError(
@@ -101,7 +101,7 @@ class OwnPaths:
             raise ConfigError(f"input directory {name} is or lies in {what}; {ADVICE}")
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
+def glob_regex(pattern: str) -> re.Pattern[str]:
     """A regular expression matching what :func:`glob.glob` (``recursive=True``) matches."""
     out: list[str] = []
     i = 0

@@ -25,7 +25,7 @@ _PAGE_BUFFER = 1 << 20
 def has_column(file: InputFile, name: str) -> bool:
     """True when the file's schema has a top-level column ``name`` (False if unreadable)."""
     try:
-        return name in pq.read_schema(file.path).names
+        return name in pq.read_schema(file.parquet()).names
     except (pa.ArrowException, OSError):
         return False  # the preflight reports what is wrong with the file
 
@@ -33,7 +33,7 @@ def has_column(file: InputFile, name: str) -> bool:
 def preflight_parquet(file: InputFile, text_field: str, id_field: str | None) -> KeyType | None:
     """Check the footer: rows, the text column's type, the id column's type (its key type)."""
     try:
-        with pq.ParquetFile(file.path) as pf:
+        with pq.ParquetFile(file.parquet()) as pf:
             num_rows, schema = pf.metadata.num_rows, pf.schema_arrow
     except PermissionError as err:
         raise InputError(f"cannot be read: {err.strerror}", path=file.source) from err
@@ -76,7 +76,7 @@ def read_parquet(
     source = file.source
     row = 0
     try:
-        with pq.ParquetFile(file.path, pre_buffer=False, buffer_size=_PAGE_BUFFER) as pf:
+        with pq.ParquetFile(file.parquet(), pre_buffer=False, buffer_size=_PAGE_BUFFER) as pf:
             schema = pf.schema_arrow
             text_path = arrow_field(schema, text_field)
             id_path = None if id_field is None else arrow_field(schema, id_field)

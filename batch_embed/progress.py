@@ -130,12 +130,12 @@ def estimate_rows(files: list[InputFile]) -> int | None:
     total = 0
     for file in files:
         if file.format == "parquet":
-            total += pq.read_metadata(file.path).num_rows
+            total += pq.read_metadata(file.parquet()).num_rows
             continue
         if file.compressed:
             return None
-        size = file.path.stat().st_size
-        with open(file.path, "rb") as handle:
+        size = file.size()
+        with file.open() as handle:
             head = handle.read(1 << 20)
         lines = head.count(b"\n") or 1
         total += round(size / (len(head) / lines)) if head else 0

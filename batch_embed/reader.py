@@ -121,7 +121,7 @@ class Reader:
         key_type: KeyType | None = None if id_field else "str"
         for file in self.files:
             try:
-                size = file.path.stat().st_size
+                size = file.size()
             except FileNotFoundError as err:
                 raise InputError("no such file", path=file.source) from err
             except OSError as err:

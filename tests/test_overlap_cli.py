@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from batch_embed.overlap import _glob_regex
+from batch_embed.overlap import glob_regex
 from tests.cli_fixtures import EmulatorProcess, run_cli
 from tests.pipeline_fixtures import write_jsonl, write_parquet
 
@@ -186,6 +186,6 @@ def test_directory_output_inside_the_input_directory_is_left_out(
         ("/d/a+b(1).jsonl", "/d/a+b(1).jsonl", True),
     ],
 )
-def test_glob_regex_matches_as_glob_does(pattern: str, path: str, matched: bool) -> None:
-    assert bool(_glob_regex(pattern).fullmatch(path)) is matched
+def testglob_regex_matches_as_glob_does(pattern: str, path: str, matched: bool) -> None:
+    assert bool(glob_regex(pattern).fullmatch(path)) is matched
     assert os.sep == "/"
