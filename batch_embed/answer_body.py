@@ -1,11 +1,11 @@
 """Read one HTTP answer's body, bounded: never more than the cap, counted after decompression.
 
 A gateway can answer anything: a result of 1.5 GB, a 2 MB gzip body that inflates to 2 GB,
-a 300 MB submit answer. aiohttp inflates ``Content-Encoding: gzip/deflate`` as the body is
-read from ``resp.content``, a bounded piece at a time, so reading in chunks and stopping at
-the cap means a compressed body is inflated only up to the cap, and the rest of the answer
-is never read: the connection is closed instead of drained. A ``Content-Length`` over the
-cap is refused before a byte of the body is read.
+a 300 MB submit answer. aiohttp (3.13.3 on) inflates ``Content-Encoding: gzip/deflate`` as
+the body is read from ``resp.content``, a bounded piece at a time, so reading in chunks and
+stopping at the cap means a compressed body is inflated only up to the cap, and the rest of
+the answer is never read: the connection is closed instead of drained. A ``Content-Length``
+over the cap is refused before a byte of the body is read.
 
 The chunks are joined once into one ``bytes``, which the caller decodes from (a single chunk
 is returned as it is, without a copy).
