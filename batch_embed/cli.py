@@ -174,6 +174,7 @@ def _config(
         price_per_call=args.price_per_call,
         max_cost=args.max_cost,
         max_resubmits=args.max_resubmits,
+        max_answer_bytes=args.max_answer_bytes,
         retry_failed=args.retry_failed,
         prune=args.prune,
         **({"rows_per_part": args.rows_per_part} if args.rows_per_part else {}),

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from . import __version__
+from .answer_body import DEFAULT_MAX_ANSWER_BYTES, MIN_MAX_ANSWER_BYTES
 from .client import API_KEY_ENV, DEFAULT_ROOT
 from .config import DEFAULT_MAX_IN_FLIGHT, DEFAULT_READ_RATE, DEFAULT_RPM
 from .log import LOG_FORMATS
@@ -294,6 +295,15 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         f"loses its job; past that the row fails as 'lost' (default: {DEFAULT_MAX_RESUBMITS})",
     )
     parser.add_argument(
+        "--max-answer-bytes",
+        type=_answer_bytes,
+        default=DEFAULT_MAX_ANSWER_BYTES,
+        metavar="N",
+        help="read at most N bytes of one API answer (after decompression; suffixes K, M, G "
+        "count 1024s); a longer answer is malformed: retried, then the row fails naming the "
+        f"cap (default: {DEFAULT_MAX_ANSWER_BYTES // 2**20}M)",
+    )
+    parser.add_argument(
         "--retry-failed",
         action="store_true",
         help="submit again the texts that failed for their content before (400, 422, bad "
@@ -356,6 +366,26 @@ def _finite_float(text: str, *, allow_zero: bool) -> float:
     return value
 
 
+_SIZE_SUFFIXES = {"K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def _answer_bytes(text: str) -> int:
+    """A byte count such as ``4194304``, ``512K`` or ``4M`` (also ``4MiB``), at least 1K."""
+    word = text.strip().upper().removesuffix("IB").removesuffix("B")
+    scale = _SIZE_SUFFIXES.get(word[-1:], 1)
+    digits = word[:-1] if scale > 1 else word
+    if not digits.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected a byte count such as 4194304, 512K or 4M, got {text!r}"
+        )
+    value = int(digits) * scale
+    if value < MIN_MAX_ANSWER_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"expected at least {MIN_MAX_ANSWER_BYTES} bytes, got {text!r}"
+        )
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = _count(text)
     if value < 1:
@@ -380,3 +410,6 @@ NUMERIC_TYPES: dict[object, str] = {
     _count: "an integer >= 0",
 }
 """The flags' converters that take numbers -> what they accept (a config file's numbers)."""
+
+SIZE_TYPES: frozenset[object] = frozenset({_answer_bytes})
+"""Converters of sizes, which a config file may give as a number or as a string ("4M")."""

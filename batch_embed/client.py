@@ -6,6 +6,8 @@ closed through ``async with``. Every outcome that is not a usable answer becomes
 ``retry_after``. The key travels only in ``x-api-key``, only to the configured root's
 origin: a ``status_url`` or ``response_url`` elsewhere is refused, never followed. The key
 never appears in a repr, a log line or an exception (server text is scrubbed of it too).
+Every answer's body is read up to ``max_answer_bytes`` (after decompression) and no further
+(:mod:`batch_embed.answer_body`): a longer one is an :class:`~batch_embed.errors.AnswerTooLarge`.
 
 Retrying is not done here: the stages decide with :mod:`batch_embed.retry`.
 """
@@ -27,6 +29,7 @@ import aiohttp
 import orjson
 
 from . import errors
+from .answer_body import DEFAULT_MAX_ANSWER_BYTES, MIN_MAX_ANSWER_BYTES, read_capped
 from .errors import ConfigError, excerpt
 from .models import DEFAULT_MODEL, ModelSpec, model_spec
 from .records import JobHandle, JobState, JobStatus
@@ -179,6 +182,7 @@ class SegmindClient:
         timeouts: Timeouts | None = None,
         max_connections: int = 256,
         allow_insecure_http: bool = False,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
         if not key:
@@ -188,6 +192,11 @@ class SegmindClient:
             )
         if max_connections < 1:
             raise ConfigError(f"max_connections must be >= 1, got {max_connections}")
+        if isinstance(max_answer_bytes, bool) or max_answer_bytes < MIN_MAX_ANSWER_BYTES:
+            raise ConfigError(
+                f"max_answer_bytes must be >= {MIN_MAX_ANSWER_BYTES}, got {max_answer_bytes!r}"
+            )
+        self.max_answer_bytes = max_answer_bytes
         self._key = _Secret(key)
         self.root = normalize_root(base_url, allow_insecure_http=allow_insecure_http)
         self._origin = _origin(self.root)
@@ -381,7 +390,8 @@ class SegmindClient:
         payload: dict[str, Any] | None = None,
         request_id: str | None = None,
     ) -> _Answer:
-        """Send one request and read its whole answer; transport failures become typed errors."""
+        """Send one request and read its answer (up to the cap); transport failures become
+        typed errors, a body over ``max_answer_bytes`` an AnswerTooLarge."""
         if self._session is None:
             raise RuntimeError("SegmindClient is not open; use 'async with SegmindClient(...)'")
         self._check_origin("url", url, request_id)
@@ -395,11 +405,14 @@ class SegmindClient:
             async with self._session.request(
                 method, url, data=data, headers=headers, allow_redirects=False
             ) as resp:
+                raw = await read_capped(
+                    resp, self.max_answer_bytes, what=_what(method, url), request_id=request_id
+                )
                 return _Answer(
                     method,
                     url,
                     resp.status,
-                    await resp.read(),
+                    raw,
                     resp.headers.get("Retry-After"),
                     resp.headers.get("Location"),
                 )

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .answer_body import DEFAULT_MAX_ANSWER_BYTES, MIN_MAX_ANSWER_BYTES
 from .client import DEFAULT_ROOT
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, ModelSpec, model_spec
@@ -64,6 +65,9 @@ class RunConfig:
     """Remove from the output the rows whose key the input no longer has."""
     max_resubmits: int = DEFAULT_MAX_RESUBMITS
     """Resubmits of one text over the output's life; past it the row fails as ``lost``."""
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
+    """The longest body of one API answer read (after decompression); a longer one is a
+    malformed answer (retried, then the row's error names the cap)."""
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -104,6 +108,15 @@ class RunConfig:
         ):
             raise ConfigError(
                 f"max_resubmits: expected an integer >= 0, got {self.max_resubmits!r}"
+            )
+        if (
+            isinstance(self.max_answer_bytes, bool)
+            or not isinstance(self.max_answer_bytes, int)
+            or self.max_answer_bytes < MIN_MAX_ANSWER_BYTES
+        ):
+            raise ConfigError(
+                f"max_answer_bytes: expected an integer >= {MIN_MAX_ANSWER_BYTES}, "
+                f"got {self.max_answer_bytes!r}"
             )
         for name in ("price_per_call", "max_cost"):
             value = getattr(self, name)

@@ -28,6 +28,7 @@ async def ask_balance(config: RunConfig) -> tuple[Credits | None, str | None]:
         base_url=config.base_url,
         model=config.spec,
         max_connections=1,
+        max_answer_bytes=config.max_answer_bytes,
         allow_insecure_http=config.allow_insecure_http,
         timeouts=Timeouts(total=CREDITS_TIMEOUT, connect=CREDITS_TIMEOUT, read=CREDITS_TIMEOUT),
     )

@@ -21,7 +21,8 @@ Every error raised by the package derives from :class:`BatchEmbedError`::
         │   └── ServerError          5xx (500, 502, 504, ...)
         ├── JobFailed                the job ended FAILED (HTTP 422); ``detail`` is Segmind's text
         ├── MalformedResponse        a body we cannot use: not JSON, fields missing
-        │   └── ForeignOrigin        a job URL off the configured origin (never followed)
+        │   ├── ForeignOrigin        a job URL off the configured origin (never followed)
+        │   └── AnswerTooLarge       a body over the answer cap (``cap``), left unread
         └── BadVector                an output we cannot turn into a valid vector
 
 Attributes carry the facts (``status``, ``request_id``, ``retry_after``, ``detail``,
@@ -177,6 +178,18 @@ class MalformedResponse(ApiError):
 
 class ForeignOrigin(MalformedResponse):
     """A status or response URL points off the configured origin; it is never followed."""
+
+
+class AnswerTooLarge(MalformedResponse):
+    """An answer's body is longer than ``cap`` bytes (counted after decompression).
+
+    Reading stopped at the cap, so the rest was never read nor inflated. Retried as any
+    malformed answer is; the message names the cap and the flag that sets it.
+    """
+
+    def __init__(self, message: str, *, cap: int, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.cap = cap
 
 
 class BadVector(ApiError):

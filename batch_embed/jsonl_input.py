@@ -205,7 +205,9 @@ def numbered(fh: gzip.GzipFile | io.BufferedReader, file: InputFile) -> Iterator
         lineno = 1
         if first.startswith(_BOM):
             first = first[len(_BOM) :]
-        for lineno, line in enumerate(chain((first,), fh), start=1):
+        lines = chain((first,), fh)
+        del first  # a giant first line is not kept for the whole file
+        for lineno, line in enumerate(lines, start=1):
             if line and not line.isspace():
                 yield lineno, line
     except (OSError, EOFError, zlib.error) as err:

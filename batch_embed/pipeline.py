@@ -118,6 +118,7 @@ async def _embed(
         model=spec,
         max_connections=min(512, 2 * config.max_in_flight + 8),
         allow_insecure_http=config.allow_insecure_http,
+        max_answer_bytes=config.max_answer_bytes,
         timeouts=Timeouts(
             total=config.request_timeout,
             connect=min(10.0, config.request_timeout),

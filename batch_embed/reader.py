@@ -34,6 +34,7 @@ from .jsonl_input import has_field, preflight_jsonl, read_jsonl
 from .models import ModelSpec
 from .parquet_input import has_column, preflight_parquet, read_parquet
 from .records import ErrorKind, ErrorRecord, Row, RowKey, text_hash
+from .tokens import bounded_prefix, surely_over
 from .tokens import encode as encode_tokens
 from .tokens import truncate as truncate_tokens
 
@@ -195,15 +196,21 @@ class Reader:
         text = cast(str, text)
         limit = config.model.max_tokens
         if raw_len > limit and bytes_exceed(text, limit):
-            ids = encode_tokens(text)
-            if len(ids) > limit:
+            # A giant text is never tokenized in full: its length proves it too long, and
+            # truncation needs only a bounded prefix (see batch_embed.tokens).
+            ids = None if surely_over(text, limit) else encode_tokens(text)
+            if ids is None or len(ids) > limit:
                 if not config.truncate:
-                    reason = (
-                        f"text has {len(ids)} tokens, more than the model's limit of {limit} "
-                        "(truncation is off)"
+                    size = (
+                        f"{len(text)} characters, more tokens than"
+                        if ids is None
+                        else f"{len(ids)} tokens, more than"
                     )
+                    reason = f"text has {size} the model's limit of {limit} (truncation is off)"
                     kind = ErrorKind.TOO_LONG
                     return row_error(key, source, location, config.text_field, reason, kind)
+                if ids is None:
+                    ids = encode_tokens(bounded_prefix(text, limit))
                 text = truncate_tokens(ids, limit)
                 self.stats[source].truncated += 1
         return Row(key, text, source, location, text_hash(text))

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .cli_args import NUMERIC_TYPES
+from .cli_args import NUMERIC_TYPES, SIZE_TYPES
 from .client import API_KEY_ENV
 from .errors import ConfigError
 
@@ -196,6 +196,8 @@ def _from_file(action: argparse.Action, where: str, value: object) -> object:
     numeric = action.type in NUMERIC_TYPES
     if numeric and (isinstance(value, bool) or not isinstance(value, int | float)):
         raise ConfigError(f"{where}: expected {NUMERIC_TYPES[action.type]}, got {value!r}")
+    if action.type in SIZE_TYPES and isinstance(value, int) and not isinstance(value, bool):
+        return _convert(action, where, str(value))  # a size: 4194304, or "4M"
     if not numeric and not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     return _convert(action, where, str(value))

@@ -29,6 +29,7 @@ CLASSIFY_TABLE: list[tuple[errors.ApiError, Verdict, Verdict]] = [
     (errors.BadVector("nan"), ROW, ROW),
     (errors.ForeignOrigin("elsewhere"), ROW, ROW),
     (errors.MalformedResponse("not json", status=200), RETRY, RETRY),
+    (errors.AnswerTooLarge("over the cap", cap=4096, status=200), RETRY, RETRY),
     (errors.ServerError("500", status=500), RETRY, RETRY),
     (errors.ServerError("502", status=502), RETRY, RETRY),
     (errors.ServerError("504", status=504), RETRY, RETRY),

@@ -56,6 +56,12 @@ def test_file_beats_default(tmp_path: Path) -> None:
     assert found["max-resubmits"] == {"value": 2, "source": "default"}
 
 
+@pytest.mark.parametrize(("value", "size"), [('"4M"', 4 * 2**20), ("2048", 2048)])
+def test_a_size_may_be_a_number_or_a_string(tmp_path: Path, value: str, size: int) -> None:
+    conf = toml(tmp_path / "n.toml", f"max-answer-bytes = {value}\n")
+    assert settings("--config", conf)["max-answer-bytes"] == {"value": size, "source": "file"}
+
+
 def test_environment_beats_file(tmp_path: Path) -> None:
     conf = toml(tmp_path / "n.toml", "rpm = 20\nshared-limit = true\n")
     env = {"BATCH_EMBED_RPM": "70", "BATCH_EMBED_SHARED_LIMIT": "no"}
