@@ -405,9 +405,13 @@ class SegmindClient:
             async with self._session.request(
                 method, url, data=data, headers=headers, allow_redirects=False
             ) as resp:
-                raw = await read_capped(
-                    resp, self.max_answer_bytes, what=_what(method, url), request_id=request_id
-                )
+                try:
+                    raw = await read_capped(
+                        resp, self.max_answer_bytes, what=_what(method, url), request_id=request_id
+                    )
+                except errors.AnswerTooLarge as err:
+                    err.status = resp.status  # a 2xx submit answer that is too large: paid
+                    raise
                 return _Answer(
                     method,
                     url,

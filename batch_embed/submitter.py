@@ -34,6 +34,16 @@ SUBMITTED_FLUSH_SECONDS = 0.05
 """A request_id waits at most this long for the next intent's commit before it is written."""
 
 
+def answered_unusably(error: errors.ApiError) -> bool:
+    """True when the service accepted a submit (2xx, or a status not read) but its answer
+    cannot be used (no request_id, not JSON, too large): a job was created and billed, and
+    we will never know it. Submitting again pays again, so the resubmit allowance counts it
+    as a lost job."""
+    return isinstance(error, errors.MalformedResponse) and (
+        error.status is None or 200 <= error.status < 300
+    )
+
+
 def may_have_reached_server(error: errors.ApiError) -> bool:
     """True when a failed submit may still have created (and billed) a job."""
     if isinstance(error, errors.ConnectionDropped):
@@ -259,6 +269,9 @@ class Submitter:
             if not job.maybe_billed:
                 self._stats.possibly_billed_twice += 1
             job.maybe_billed = True
+            if answered_unusably(err) and self._allowance.exhausted(job.prior_paid + job.submits):
+                self._events.failed(job, ErrorKind.LOST, self._lost_message(job, err), err.status)
+                return None
         else:
             self._not_sent(job)
         job.attempts += 1
@@ -282,11 +295,12 @@ class Submitter:
         job.submits -= 1
         self._budget.give_back()
 
-    def _lost_message(self, job: Job) -> str:
+    def _lost_message(self, job: Job, last: errors.ApiError | None = None) -> str:
         paid = job.prior_paid + job.submits
         ids = ", ".join(job.request_ids) or "none recorded"
+        how = f"; the last answer: {last}" if last is not None else ""
         return (
             f"the service lost this text's job again and again: it was submitted {paid} times "
             f"(--max-resubmits {self._allowance.max_resubmits}) and is not paid for again "
-            f"(request_ids: {ids}); run with --retry-failed to try once more"
+            f"(request_ids: {ids}){how}; run with --retry-failed to try once more"
         )

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from batch_embed.layout import layout_for
+from batch_embed.spending import DEFAULT_MAX_RESUBMITS
 from tests.cli_fixtures import run_cli
 from tests.hostile_server import MARK, Bad, HostileServer
 from tests.pipeline_fixtures import assert_vectors, error_rows, output_rows, write_jsonl
@@ -72,16 +73,18 @@ def test_a_hostile_answer_fails_its_row_naming_the_cap(tmp_path: Path, bad: Bad)
     assert list(failed) == [BAD_ROW]
     message = str(failed[BAD_ROW]["message"])
     assert f"{CAP}-byte cap (--max-answer-bytes {CAP})" in message, message
-    assert failed[BAD_ROW]["kind"] == "retries_exhausted"
+    # A submit answered 2xx but unusably created a paid job each time: after 1 + the
+    # resubmit allowance (--max-resubmits, 2) the row is lost; other causes retry as usual.
+    assert failed[BAD_ROW]["kind"] == ("lost" if bad == "submit-huge" else "retries_exhausted")
     rows = output_rows(layout)
     assert sorted(rows) == [i for i in range(ROWS) if i != BAD_ROW]
     assert_vectors(rows, texts)
     # Every paid call counted: one submit per good text; the bad one as the policy retries.
     bad_text = texts[BAD_ROW]
     assert all(server.submits[t] == 1 for i, t in texts.items() if i != BAD_ROW)
-    expected_bad_submits = MAX_ATTEMPTS if bad == "submit-huge" else 1
+    expected_bad_submits = 1 + DEFAULT_MAX_RESUBMITS if bad == "submit-huge" else 1
     assert server.submits[bad_text] == expected_bad_submits
-    assert server.bad_answers == MAX_ATTEMPTS
+    assert server.bad_answers == (expected_bad_submits if bad == "submit-huge" else MAX_ATTEMPTS)
     summary = orjson.loads((out.parent / "summary.json").read_bytes())
     assert summary["rows_failed"] == 1 and summary["rows_embedded"] == ROWS - 1, summary
     assert summary["submits"] == sum(server.submits.values())
