@@ -13,6 +13,14 @@ import orjson
 
 from batch_embed.layout import layout_for
 
+FAST = ("--rpm", "6000", "--read-rate", "400")
+"""Budgets far above what a test's emulator needs: the run is not slowed by them."""
+
+
+def batch_embed_cli(verb: str, *args: str | Path) -> list[str]:
+    """``python -m batch_embed VERB ARGS...`` (paths as text)."""
+    return [sys.executable, "-m", "batch_embed", verb, *map(str, args)]
+
 
 def cli_command(source: Path, out: Path, url: str, summary: Path | None, *extra: str) -> list[str]:
     """``python -m batch_embed run`` on ``source`` against ``url``, quiet, ids from ``id``."""

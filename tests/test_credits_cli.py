@@ -3,36 +3,20 @@
 
 from __future__ import annotations
 
-import sys
 import urllib.request
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.cli_fixtures import EmulatorProcess, run_cli
+from tests.cli_fixtures import FAST, EmulatorProcess, batch_embed_cli, run_cli
 from tests.pipeline_fixtures import write_jsonl
 
 KEY = "sk-test-credits-0123456789"
 
 
 def command(verb: str, source: Path, out: Path, url: str, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "batch_embed",
-        verb,
-        str(source),
-        "--output",
-        str(out),
-        "--base-url",
-        url,
-        "--rpm",
-        "6000",
-        "--read-rate",
-        "400",
-        *extra,
-    ]
+    return batch_embed_cli(verb, source, "--output", out, "--base-url", url, *FAST, *extra)
 
 
 def corpus(path: Path, n: int, tag: str = "") -> Path:

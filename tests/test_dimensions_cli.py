@@ -4,7 +4,6 @@ DuckDB (the README's nearest-neighbour query, run as written) and polars."""
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import duckdb
@@ -17,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_embed.emulator import expected_vector
-from tests.cli_fixtures import EmulatorProcess, run_cli
+from tests.cli_fixtures import FAST, EmulatorProcess, batch_embed_cli, run_cli
 from tests.pipeline_fixtures import write_jsonl
 
 KEY = "sk-test-dimensions-0123456789"
@@ -38,23 +37,9 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def embed(emu: EmulatorProcess, source: Path, out: Path, *extra: str) -> tuple[int, str]:
-    command = [
-        sys.executable,
-        "-m",
-        "batch_embed",
-        "run",
-        str(source),
-        "--output",
-        str(out),
-        "--base-url",
-        emu.url,
-        "--rpm",
-        "6000",
-        "--read-rate",
-        "400",
-        "--quiet",
-        *extra,
-    ]
+    command = batch_embed_cli(
+        "run", source, "--output", out, "--base-url", emu.url, *FAST, "--quiet", *extra
+    )
     done = run_cli(command, KEY)
     return done.returncode, done.stderr
 

@@ -9,7 +9,6 @@ figure (``benchmarks/hostile_memory.py``), not a test.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import orjson
@@ -17,7 +16,7 @@ import pytest
 
 from batch_embed.layout import layout_for
 from batch_embed.spending import DEFAULT_MAX_RESUBMITS
-from tests.cli_fixtures import run_cli
+from tests.cli_fixtures import FAST, batch_embed_cli, run_cli
 from tests.hostile_server import MARK, Bad, HostileServer
 from tests.pipeline_fixtures import assert_vectors, error_rows, output_rows, write_jsonl
 from tests.test_secret import assert_no_leak, scan_tree, search
@@ -38,26 +37,20 @@ def corpus(tmp_path: Path) -> tuple[Path, dict[int, str]]:
 
 
 def command(source: Path, out: Path, url: str, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "batch_embed",
+    return batch_embed_cli(
         "run",
-        str(source),
+        source,
         "--output",
-        str(out),
+        out,
         "--base-url",
         url,
         "--allow-insecure-http",
-        "--rpm",
-        "6000",
-        "--read-rate",
-        "400",
+        *FAST,
         "--quiet",
         "--summary-json",
-        str(out.parent / "summary.json"),
+        out.parent / "summary.json",
         *extra,
-    ]
+    )
 
 
 @pytest.mark.parametrize("bad", ["result-huge", "result-gzip", "submit-huge", "status-huge"])

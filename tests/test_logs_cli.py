@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from batch_embed.log import Log
 from batch_embed.progress import Progress
 from batch_embed.ratelimit import AdaptiveLimiter, RateController
 from batch_embed.stats import RunStats
-from tests.cli_fixtures import EmulatorProcess, run_cli
+from tests.cli_fixtures import EmulatorProcess, batch_embed_cli, run_cli
 from tests.pipeline_fixtures import write_jsonl
 
 KEY = "sk-test-logs-0123456789"
@@ -30,24 +29,19 @@ def slow() -> EmulatorProcess:
 
 def run(emu: EmulatorProcess, tmp_path: Path, *extra: str) -> tuple[int, str]:
     source = write_jsonl(tmp_path / "in.jsonl", [{"id": i, "text": f"log {i}"} for i in range(40)])
-    command = [
-        sys.executable,
-        "-m",
-        "batch_embed",
+    budget = ("--rpm", "600", "--read-rate", "400")  # 10 submits/s: about 4 s for 40 rows
+    command = batch_embed_cli(
         "run",
-        str(source),
+        source,
         "--output",
-        str(tmp_path / "v"),
+        tmp_path / "v",
         "--base-url",
         emu.url,
-        "--rpm",
-        "600",  # 10 submits/s: about 4 s for 40 rows
-        "--read-rate",
-        "400",
+        *budget,
         "--log-every",
         "0.5",
         *extra,
-    ]
+    )
     done = run_cli(command, KEY)
     return done.returncode, done.stderr
 
@@ -83,8 +77,8 @@ def test_json_log_is_one_object_per_line(slow: EmulatorProcess, tmp_path: Path) 
 
 
 def test_json_errors_are_json_too(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "batch_embed", "run", str(tmp_path / "nothing.jsonl")]
-    done = run_cli([*command, "--output", str(tmp_path / "v"), "--log-format", "json"], KEY)
+    command = batch_embed_cli("run", tmp_path / "nothing.jsonl", "--output", tmp_path / "v")
+    done = run_cli([*command, "--log-format", "json"], KEY)
     assert done.returncode == 2
     (record,) = [orjson.loads(line) for line in done.stderr.splitlines()]
     assert record["level"] == "error" and "no such file" in record["message"]

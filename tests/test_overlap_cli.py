@@ -7,14 +7,13 @@ Requests are counted at the emulator (``requests_total``): a refusal makes none.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from batch_embed.overlap import glob_regex
-from tests.cli_fixtures import EmulatorProcess, run_cli
+from tests.cli_fixtures import FAST, EmulatorProcess, batch_embed_cli, run_cli
 from tests.pipeline_fixtures import write_jsonl, write_parquet
 
 KEY = "sk-test-overlap-0123456789"
@@ -26,20 +25,8 @@ def emu() -> EmulatorProcess:
         yield process  # type: ignore[misc]
 
 
-def batch_embed(*args: str | Path, url: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "batch_embed",
-        *(str(a) for a in args),
-        "--base-url",
-        url,
-        "--rpm",
-        "6000",
-        "--read-rate",
-        "400",
-        "--quiet",
-    ]
+def batch_embed(verb: str, *args: str | Path, url: str) -> list[str]:
+    return batch_embed_cli(verb, *args, "--base-url", url, *FAST, "--quiet")
 
 
 def requests(emu: EmulatorProcess) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from batch_embed.emulator import expected_vector
-from tests.cli_fixtures import EmulatorProcess, cli_env
+from tests.cli_fixtures import FAST, EmulatorProcess, batch_embed_cli, cli_env
 
 SECRET = "s3-secret-key-not-to-be-printed-42"
 KEY = "sk-test-s3-0123456789"
@@ -64,8 +63,8 @@ def put(fs: pafs.FileSystem, path: str, data: bytes) -> None:
 
 def run(s3: dict[str, str], emu: EmulatorProcess, out: Path | str, *inputs: str) -> Any:
     env = cli_env(KEY) | s3
-    command = [sys.executable, "-m", "batch_embed", "run", *inputs, "--output", str(out)]
-    command += ["--base-url", emu.url, "--rpm", "6000", "--read-rate", "400", "--quiet"]
+    command = batch_embed_cli("run", *inputs, "--output", out, "--base-url", emu.url, *FAST)
+    command.append("--quiet")
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 

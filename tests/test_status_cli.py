@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,16 +13,23 @@ from typing import Any
 import orjson
 
 from batch_embed.layout import layout_for
-from tests.cli_fixtures import EmulatorProcess, cli_command, cli_env, journal_count, run_cli
+from tests.cli_fixtures import (
+    FAST,
+    EmulatorProcess,
+    batch_embed_cli,
+    cli_command,
+    cli_env,
+    journal_count,
+    run_cli,
+)
 from tests.pipeline_fixtures import write_jsonl
 
 KEY = "sk-test-status-0123456789"
 ROWS = 30
-FAST = ("--rpm", "6000", "--read-rate", "400")
 
 
 def status(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "batch_embed", "status", str(out), *extra]
+    command = batch_embed_cli("status", out, *extra)
     return subprocess.run(command, capture_output=True, text=True, timeout=60, env=cli_env(KEY))
 
 

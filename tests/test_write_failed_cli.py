@@ -12,7 +12,6 @@ import errno
 import resource
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pytest
 
 from batch_embed.errors import WriteFailed
 from batch_embed.write_failures import write_failure, writing
-from tests.cli_fixtures import EmulatorProcess, cli_env
+from tests.cli_fixtures import EmulatorProcess, batch_embed_cli, cli_env
 from tests.pipeline_fixtures import write_jsonl
 
 KEY = "sk-test-full-disk-0123456789"
@@ -52,23 +51,10 @@ def limited(size: int | None) -> Callable[[], None] | None:
 def run(
     source: Path, out: Path, url: str, *extra: str, fsize: int | None = None
 ) -> subprocess.CompletedProcess[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "batch_embed",
-        "run",
-        str(source),
-        "--output",
-        str(out),
-        "--base-url",
-        url,
-        "--rpm",
-        "30000",
-        "--read-rate",
-        "2000",
-        "--quiet",
-        *extra,
-    ]
+    budget = ("--rpm", "30000", "--read-rate", "2000")
+    command = batch_embed_cli(
+        "run", source, "--output", out, "--base-url", url, *budget, "--quiet", *extra
+    )
     return subprocess.run(
         command,
         env=cli_env(KEY),
