@@ -27,8 +27,9 @@ import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 from . import loop as event_loop
+from .api_root import DEFAULT_ROOT
 from .cli_args import build_parser
-from .client import API_KEY_ENV, DEFAULT_ROOT
+from .client import API_KEY_ENV
 from .config import DEFAULT_READ_RATE, DEFAULT_RPM, RunConfig
 from .credit_check import check_before_paying, show_for_plan
 from .errors import BatchEmbedError, ConfigError, InputError, JournalLocked, WriteFailed

@@ -11,83 +11,14 @@ from pathlib import Path
 
 from . import __version__
 from .answer_body import DEFAULT_MAX_ANSWER_BYTES, MIN_MAX_ANSWER_BYTES
-from .client import API_KEY_ENV, DEFAULT_ROOT
+from .api_root import DEFAULT_ROOT
+from .cli_help import CONFIG_EPILOG, PLAN_EPILOG, RUN_EPILOG, STATUS_EPILOG
 from .config import DEFAULT_MAX_IN_FLIGHT, DEFAULT_READ_RATE, DEFAULT_RPM
 from .log import LOG_FORMATS
 from .models import DEFAULT_MODEL, MODELS
 from .progress import DEFAULT_LOG_EVERY
 from .spending import DEFAULT_MAX_RESUBMITS
 from .storage import is_uri
-
-RUN_EPILOG = f"""\
-examples:
-  batch-embed run sample_data/ --output out/vectors.parquet --emulate
-  batch-embed run corpus/ --output vectors.parquet --max-submits 20000   # a nightly slice
-  SEGMIND_API_KEY=... batch-embed run corpus/*.jsonl.gz --output vectors/ --rpm 50
-  batch-embed run docs.parquet --text-field body --id-field meta.doc_id --output v.parquet
-
-The API key comes from ${API_KEY_ENV}. Output: a .parquet file, or a directory of part
-files; columns id, embedding (fixed_size_list<float32>[dim]), text_sha256. Rows that could
-not be embedded go to <output>.errors.jsonl (or --errors). The run's journal lives in
-<output>.batch_embed/: running the same command again resumes (skips committed rows,
-re-attaches to jobs submitted within the hour); --fresh starts over.
-
-A re-run pays only for what changed: rows whose key and text the output already holds
-are skipped (the output is the record, even with the journal gone), a changed text is
-embedded again and its old vector replaced, a known text under a new key is copied.
-
-exit codes:
-  0  every row embedded (or skipped)      4  the API stopped the run (401/403/406/model)
-  1  internal error (a bug)               5  interrupted (SIGINT/SIGTERM); re-run resumes
-  2  usage error, bad input or setting    6  stopped at the cap: run again to continue
-  3  some rows failed (see the errors)    7  could not write: free space and run again
-"""
-
-
-PLAN_EPILOG = """\
-examples:
-  batch-embed plan corpus/ --output vectors.parquet --price-per-call 0.0005
-  batch-embed plan corpus/ --output vectors.parquet --summary-json plan.json
-
-The plan reads the inputs and what the output (or its journal) already holds, and makes
-no request to the API. It prints rows read, new, changed, unchanged and gone, identical
-texts folded, to_submit (the paid calls the run would make on a healthy service), their
-cl100k tokens, rows over the token limit, the time at the budget (--rpm, --read-rate) and,
-with --price-per-call, the cost. --summary-json writes the same as JSON. A plan never
-writes to the output or its journal, and works while a run holds it.
-"""
-
-
-CONFIG_EPILOG = """\
-examples:
-  batch-embed config --config nightly.toml
-  BATCH_EMBED_RPM=100 batch-embed config --config nightly.toml --json
-
-A config file (TOML) takes the long flag names as keys:
-
-  input = ["corpus/"]
-  output = "vectors.parquet"
-  id-field = "doc_id"
-  rpm = 50
-  max-submits = 20000
-  price-per-call = 0.0005
-  shared-limit = false
-  # api-key = "..."   read only when the file is readable by you alone (chmod 600)
-
-Every flag is also an environment variable: BATCH_EMBED_ and the flag in upper case,
-- as _ (BATCH_EMBED_MAX_SUBMITS=20000). Precedence: flag > environment > file > default.
-"""
-
-
-STATUS_EPILOG = """\
-examples:
-  batch-embed status vectors.parquet
-  batch-embed status vectors.parquet --json | jq .last_run.outcome
-
-A run with no end is "running" while the process that locked the output is alive, and
-"killed" once it is not (run the same command again: it re-attaches to the jobs in flight
-whose hour has not passed). Exit 2 when OUT has neither an output nor a journal.
-"""
 
 
 def build_parser() -> argparse.ArgumentParser:

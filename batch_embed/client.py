@@ -15,7 +15,6 @@ Retrying is not done here: the stages decide with :mod:`batch_embed.retry`.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import json
 import os
 import time
@@ -30,13 +29,13 @@ import orjson
 
 from . import errors
 from .answer_body import DEFAULT_MAX_ANSWER_BYTES, MIN_MAX_ANSWER_BYTES, read_capped
+from .api_root import DEFAULT_ROOT, normalize_root, origin
 from .errors import ConfigError, excerpt
 from .models import DEFAULT_MODEL, ModelSpec, model_spec
 from .records import JobHandle, JobState, JobStatus
 from .retry import parse_retry_after
 from .vectors import Vector, fast_vector, parse_output, shorten
 
-DEFAULT_ROOT = "https://api.segmind.com"
 API_KEY_ENV = "SEGMIND_API_KEY"
 _TERMINAL = frozenset({"COMPLETED", "FAILED"})
 
@@ -79,53 +78,6 @@ class _SecretHeaders(dict[str, str]):
         return repr({k: "<secret>" if k == "x-api-key" else v for k, v in self.items()})
 
     __str__ = __repr__
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def normalize_root(url: str, *, allow_insecure_http: bool = False) -> str:
-    """Validate the API root and strip a trailing ``/``, ``/v1`` or ``/v2``.
-
-    ``http://`` is accepted only for loopback hosts (the emulator), unless
-    ``allow_insecure_http`` is set: anywhere else the key would cross the network in clear.
-    """
-    root = url.strip().rstrip("/")
-    for suffix in ("/v1", "/v2"):
-        if root.endswith(suffix):
-            root = root[: -len(suffix)]
-    try:
-        parts = urlsplit(root)
-        parts.port  # noqa: B018 -- raises ValueError on a non-numeric or out-of-range port
-    except ValueError as err:
-        raise ConfigError(f"base_url: not a valid URL ({err}), got {url!r}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"base_url: expected an http(s) URL such as {DEFAULT_ROOT}, got {url!r}")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ConfigError("base_url: must not carry credentials, a query or a fragment")
-    if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure_http:
-        raise ConfigError(
-            f"base_url: plain http is allowed only for loopback addresses, got {url!r}; "
-            "use https, or pass allow_insecure_http (--allow-insecure-http) to send the key "
-            "unencrypted"
-        )
-    return root
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    try:
-        parts = urlsplit(url)
-        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    except ValueError:  # a bad port or IPv6 literal: an origin that matches nothing
-        return "", "", -1
-    return parts.scheme, (parts.hostname or "").lower(), port
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +151,7 @@ class SegmindClient:
         self.max_answer_bytes = max_answer_bytes
         self._key = _Secret(key)
         self.root = normalize_root(base_url, allow_insecure_http=allow_insecure_http)
-        self._origin = _origin(self.root)
+        self._origin = origin(self.root)
         self._prefix = self.root + "/"
         self._headers = _SecretHeaders({"x-api-key": key})
         self._json_headers = _SecretHeaders({"x-api-key": key, "Content-Type": "application/json"})
@@ -492,7 +444,7 @@ class SegmindClient:
 
     def _check_origin(self, name: str, url: str, request_id: str | None) -> None:
         # Under the root itself (the common case) needs no URL parsing.
-        if not url.startswith(self._prefix) and _origin(url) != self._origin:
+        if not url.startswith(self._prefix) and origin(url) != self._origin:
             raise errors.ForeignOrigin(
                 f"{name} {url!r} is not on the API origin {self.root!r}; refusing to send the "
                 "key there",

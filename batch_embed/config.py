@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .answer_body import DEFAULT_MAX_ANSWER_BYTES, MIN_MAX_ANSWER_BYTES
-from .client import DEFAULT_ROOT
+from .api_root import DEFAULT_ROOT
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, ModelSpec, model_spec
 from .retry import RetryPolicy

@@ -21,13 +21,12 @@ from aiohttp import web
 from emulator_fixtures import FakeClock
 
 from batch_embed import errors
+from batch_embed.api_root import is_loopback, normalize_root
 from batch_embed.client import (
     API_KEY_ENV,
     Credits,
     SegmindClient,
     Timeouts,
-    is_loopback,
-    normalize_root,
 )
 from batch_embed.emulator import (
     BLOCKED_ERROR,

@@ -1088,7 +1088,8 @@ API_CASES: dict[str, ApiCase] = {
         ],
         None,
         Outcome.ROWS_FAILED,
-        {"rejected": 2, "failed": 1, "bad_output": 3, "retries_exhausted": 3},
+        # malformed-always: each 2xx submit answer billed a job; past --max-resubmits, lost
+        {"rejected": 2, "failed": 1, "bad_output": 3, "retries_exhausted": 2, "lost": 1},
     ),
 }
 
