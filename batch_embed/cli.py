@@ -82,7 +82,8 @@ async def _run(argv: list[str]) -> int:
     try:
         parsed = build_parser().parse_args(argv)
         if parsed.command == "status":  # reads what a run wrote: no settings of its own
-            report_status(read_status(parsed.output), json_output=parsed.json)
+            status = read_status(parsed.output, state_dir=parsed.state_dir)
+            report_status(status, json_output=parsed.json)
             return EXIT_OK
         settings = resolve(build_parser(), without_defaults(build_parser()), argv, os.environ)
         args = settings.args
@@ -157,6 +158,7 @@ def _config(
         inputs=tuple(args.inputs),
         output=args.output,
         errors=args.errors,
+        state_dir=args.state_dir,
         text_field=args.text_field,
         id_field=args.id_field,
         model=args.model,

@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("output", type=Path, metavar="OUT", help="the run's --output")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.add_argument(
+        "--state-dir", type=_local_path, default=None, metavar="PATH", help="the run's --state-dir"
+    )
     sub.add_parser(
         "emulator", help="serve the built-in API emulator (see: emulator --help)", add_help=False
     )
@@ -88,6 +91,14 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="OUT",
         help="a .parquet file, or a directory that receives part files (required)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=_local_path,
+        default=None,
+        metavar="PATH",
+        help="where the journal and staged parts live (default: OUT.batch_embed/ beside the "
+        "output); give the same PATH to every run of this output",
     )
     parser.add_argument(
         "--config",

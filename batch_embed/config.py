@@ -27,6 +27,8 @@ class RunConfig:
     inputs: tuple[str, ...]
     output: Path
     errors: Path | None = None
+    state_dir: Path | None = None
+    """Where the journal and staged parts live (None: ``OUT.batch_embed/`` beside OUT)."""
     text_field: str = "text"
     id_field: str | None = None
     model: str = DEFAULT_MODEL

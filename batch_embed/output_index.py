@@ -98,6 +98,18 @@ def check_meta(journal: Journal, layout: OutputLayout, model: str, dim: int, key
     journal.set_meta(wanted)
 
 
+def check_state_owner(journal: Journal, layout: OutputLayout) -> None:
+    """Refuse a ``--state-dir`` whose journal belongs to another output; claim it if new."""
+    here = str(layout.output.resolve())
+    owner = journal.meta("output")
+    if owner is not None and owner != here:
+        raise ConfigError(
+            f"--state-dir {layout.state_dir} holds the journal of the output {owner}, not of "
+            f"{layout.output}; give each output its own --state-dir"
+        )
+    journal.set_meta({"output": here})
+
+
 def output_rows(layout: OutputLayout) -> int:
     """The rows the output's files hold, from their footers alone."""
     return sum(_metadata(path).num_rows for path in output_files(layout))

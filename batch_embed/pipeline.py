@@ -32,7 +32,14 @@ from .layout import OutputLayout, layout_for
 from .log import Log
 from .models import ModelSpec
 from .output_copy import resolve_pending
-from .output_index import check_meta, drop_rows, finish_drops, reconcile, remove_outputs
+from .output_index import (
+    check_meta,
+    check_state_owner,
+    drop_rows,
+    finish_drops,
+    reconcile,
+    remove_outputs,
+)
 from .overlap import OwnPaths
 from .progress import DEFAULT_LOG_EVERY, Progress, estimate_rows
 from .reader import Reader, ReaderConfig
@@ -89,7 +96,7 @@ async def embed(
     at once, keeping what it had committed). Everything that happens to rows is in the result
     and the errors output.
     """
-    layout = layout_for(config.output, config.errors)
+    layout = layout_for(config.output, config.errors, config.state_dir)
     try:
         if progress is not None and not isinstance(progress, Log):
             progress = Log(stream=progress)
@@ -131,6 +138,8 @@ async def _embed(
         if config.fresh:
             remove_outputs(layout)
         check_meta(journal, layout, spec.slug, spec.output_dim, reader.key_type)
+        if config.state_dir is not None:
+            check_state_owner(journal, layout)
         # On the loop, not in a thread: a cancelled run must not close the journal under it.
         finish_drops(journal, layout)  # a rewrite an earlier crash cut short
         stats.rebuilt_rows = reconcile(journal, layout)

@@ -102,7 +102,7 @@ class Plan:
 
 def make_plan(config: RunConfig) -> Plan:
     """Plan a run of ``config``; raises InputError and ConfigError as the run would."""
-    layout = layout_for(config.output, config.errors)
+    layout = layout_for(config.output, config.errors, config.state_dir)
     spec, _, reader = open_inputs(config, layout)
     plan = Plan(
         key=reader.key_source,

@@ -110,11 +110,12 @@ def read_status(
     output: Path,
     errors: Path | None = None,
     *,
+    state_dir: Path | None = None,
     clock: Callable[[], float] = time.time,
     alive: Callable[[int], bool] | None = None,
 ) -> Status:
     """The status of ``output``; ConfigError when it has neither journal nor output."""
-    layout = layout_for(output, errors)
+    layout = layout_for(output, errors, state_dir)
     has_output = layout.output.exists()
     if not layout.journal.exists() and not has_output:
         raise ConfigError(f"{output}: no output and no journal here; nothing has run on it")
