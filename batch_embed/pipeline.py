@@ -88,8 +88,8 @@ async def embed(
 
     ``progress`` is where the progress view goes (a stream, or the CLI's :class:`Log`), one
     line every ``log_every`` seconds when it is not a terminal. ``before_paying`` runs once
-    the inputs, the output and the journal have been checked
-    and before the first request: the CLI's credit check, which may refuse the run.
+    the inputs, the output and the journal have been checked, before the first request:
+    the CLI's credit check, which may refuse the run.
 
     Raises InputError (a bad input file, before anything is submitted), ConfigError and
     JournalLocked, and WriteFailed (a file of the run could not be written: the run stopped
