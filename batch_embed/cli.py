@@ -38,7 +38,7 @@ from .log import LOG_FORMATS, Log, LogFormat
 from .pipeline import Outcome, embed
 from .plan import make_plan
 from .report import report_plan, report_run, report_settings, report_status
-from .settings import resolve, without_defaults
+from .settings import env_name, resolve, without_defaults
 from .status import read_status
 
 (
@@ -128,7 +128,7 @@ def _log_format_hint(argv: Sequence[str], environ: Mapping[str, str]) -> LogForm
             value = word.split("=", 1)[1]
         if value in LOG_FORMATS:
             return value
-    return "json" if environ.get("BATCH_EMBED_LOG_FORMAT") == "json" else "text"
+    return "json" if environ.get(env_name("log-format")) == "json" else "text"
 
 
 async def _plan(args: argparse.Namespace, api_key: str | None, log: Log) -> int:
@@ -258,7 +258,7 @@ def _install_signals(stop: asyncio.Event, log: Log) -> None:
     def handle(signum: int) -> None:
         if run is not None and run.cancelling():
             return
-        if not log.json and log.stream.isatty():
+        if log.redraws:
             log.stream.write("\n")  # off the progress line
         if stop.is_set():
             log.info("second signal, exiting now", event="signal")

@@ -18,6 +18,8 @@ DEFAULT_RPM = 50.0
 DEFAULT_READ_RATE = 5.0
 """Status polls and result fetches per second, together."""
 DEFAULT_MAX_IN_FLIGHT = 512
+DEFAULT_RETENTION = 3600.0
+"""Segmind keeps a job's result for an hour after its submission."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,7 +47,7 @@ class RunConfig:
     truncate: bool = False
     fresh: bool = False
     allow_insecure_http: bool = False
-    retention: float = 3600.0
+    retention: float = DEFAULT_RETENTION
     retention_margin: float = 300.0
     rows_per_part: int = 4096
     commit_interval: float = 60.0

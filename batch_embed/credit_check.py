@@ -21,8 +21,8 @@ from .plan import Plan, make_plan
 CREDITS_TIMEOUT = 10.0
 
 
-async def ask_balance(config: RunConfig) -> tuple[Credits | None, str | None]:
-    """(the balance, None), or (None, a warning saying why it could not be asked)."""
+async def ask_balance(config: RunConfig, log: Log) -> Credits | None:
+    """The balance; None, after a warning saying why, when it could not be asked."""
     client = SegmindClient(
         api_key=config.api_key,
         base_url=config.base_url,
@@ -34,9 +34,10 @@ async def ask_balance(config: RunConfig) -> tuple[Credits | None, str | None]:
     )
     try:
         async with client:
-            return await client.credits(), None
+            return await client.credits()
     except errors.ApiError as err:
-        return None, f"could not ask the credit balance ({err}); going on"
+        log.warning(f"could not ask the credit balance ({err}); going on", event="credits_unknown")
+        return None
 
 
 def shortfall(balance: Credits, *, paid_calls: int, price: float) -> str | None:
@@ -69,9 +70,8 @@ async def check_before_paying(config: RunConfig, log: Log, *, quiet: bool, yes: 
     The refusal needs ``price_per_call``; a cap within the balance or ``yes`` lifts it. The
     run's paid calls are planned (no request) only when a cap does not settle it.
     """
-    balance, warning = await ask_balance(config)
+    balance = await ask_balance(config, log)
     if balance is None:
-        log.warning(str(warning), event="credits_unknown")
         return
     if not quiet or log.json:
         _show(balance, log)
@@ -90,9 +90,8 @@ async def check_before_paying(config: RunConfig, log: Log, *, quiet: bool, yes: 
 
 async def show_for_plan(config: RunConfig, plan: Plan, log: Log) -> None:
     """The balance beside a plan, and a warning when it does not cover ``to_submit``."""
-    balance, warning = await ask_balance(config)
+    balance = await ask_balance(config, log)
     if balance is None:
-        log.warning(str(warning), event="credits_unknown")
         return
     _show(balance, log)
     if config.price_per_call is not None:

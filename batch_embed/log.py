@@ -45,6 +45,11 @@ class Log:
     def json(self) -> bool:
         return self.format == "json"
 
+    @property
+    def redraws(self) -> bool:
+        """Whether a live line may be redrawn in place (text on a terminal; never in JSON)."""
+        return not self.json and self.stream.isatty()
+
     def info(self, message: str, event: str = "info", **fields: Any) -> None:
         self.write("info", event, message, fields)
 

@@ -48,7 +48,7 @@ class Progress:
         self.stats = stats
         self.submit = submit
         self.log = log
-        self.tty = not log.json and log.stream.isatty()
+        self.tty = log.redraws
         self.interval = REDRAW_SECONDS if self.tty else log_every
         self.expected_rows = expected_rows
         self.clock = clock

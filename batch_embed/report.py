@@ -80,8 +80,7 @@ def report_run(result: RunResult, summary_json: Path | None, log: Log) -> None:
             event="ledger_mismatch",
         )
     if summary_json is not None:
-        with writing(summary_json):
-            summary_json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+        _write_json(summary_json, summary)
     if result.outcome is Outcome.CAPPED:
         log.info(
             "stopped at the submit cap; run the same command again to continue", event="stopped"
@@ -96,17 +95,14 @@ def report_plan(plan: Plan, output: Path, rpm: float, summary_json: Path | None,
         for line in plan.lines(output, rpm):
             log.info(line)
     if summary_json is not None:
-        with writing(summary_json):
-            summary_json.write_bytes(orjson.dumps(plan.as_dict(), option=orjson.OPT_INDENT_2))
+        _write_json(summary_json, plan.as_dict())
 
 
 def report_settings(settings: Settings, *, json_output: bool) -> None:
     """Print every setting of the run with where it came from (the key as set/unset)."""
     rows = shown(settings)
     if json_output:
-        table = {name: {"value": value, "source": source} for name, value, source in rows}
-        sys.stdout.write(orjson.dumps(table, option=orjson.OPT_INDENT_2, default=str).decode())
-        sys.stdout.write("\n")
+        _print_json({name: {"value": value, "source": source} for name, value, source in rows})
         return
     if settings.config is not None:
         print(f"# config file: {settings.config}")
@@ -131,8 +127,18 @@ def _toml_value(value: object) -> str:
 def report_status(status: Status, *, json_output: bool) -> None:
     """Print a status on stdout (it is the command's answer), as lines or as JSON."""
     if json_output:
-        sys.stdout.write(orjson.dumps(status.as_dict(), option=orjson.OPT_INDENT_2).decode())
-        sys.stdout.write("\n")
+        _print_json(status.as_dict())
         return
     for line in status.lines():
         print(line)
+
+
+def _write_json(path: Path, data: object) -> None:
+    """``--summary-json``: the figures as indented JSON (a failed write is WriteFailed)."""
+    with writing(path):
+        path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+
+
+def _print_json(data: object) -> None:
+    """A command's answer on stdout as indented JSON."""
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")

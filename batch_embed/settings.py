@@ -49,6 +49,8 @@ class Settings:
     args: argparse.Namespace
     sources: dict[str, Source]
     """Setting name (long flag name, ``input`` for the inputs) -> where its value came from."""
+    dests: dict[str, str]
+    """Setting name -> the attribute of ``args`` that holds it."""
     api_key: str | None
     key_source: Source | None
     config: Path | None
@@ -84,9 +86,9 @@ def resolve(
     }
     from_env = {}
     for name, action in actions.items():
-        env_name = ENV_PREFIX + name.upper().replace("-", "_")
-        if action.option_strings and env_name in environ:
-            from_env[name] = _from_env(action, env_name, environ[env_name])
+        variable = env_name(name)
+        if action.option_strings and variable in environ:
+            from_env[name] = _from_env(action, variable, environ[variable])
     sources: dict[str, Source] = {}
     for name, action in actions.items():
         if action.dest in given and _given(action, given[action.dest]):
@@ -100,7 +102,13 @@ def resolve(
         else:
             sources[name] = "default"
     api_key, key_source = _api_key(config, table, environ)
-    return Settings(args, sources, api_key, key_source, config)
+    dests = {name: action.dest for name, action in actions.items()}
+    return Settings(args, sources, dests, api_key, key_source, config)
+
+
+def env_name(setting: str) -> str:
+    """The environment variable of a setting: ``max-submits`` -> ``BATCH_EMBED_MAX_SUBMITS``."""
+    return ENV_PREFIX + setting.upper().replace("-", "_")
 
 
 def without_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -127,7 +135,7 @@ def shown(settings: Settings) -> list[tuple[str, object, Source]]:
     """Every setting as (name, value for people, source); the key only as set or unset."""
     rows: list[tuple[str, object, Source]] = []
     for name, source in settings.sources.items():
-        value = getattr(settings.args, name.replace("-", "_") if name != INPUT_KEY else "inputs")
+        value = getattr(settings.args, settings.dests[name])
         rows.append((name, str(value) if isinstance(value, Path) else value, source))
     key = "set" if settings.api_key else "unset"
     rows.append((KEY_NAME, key, settings.key_source or "default"))

@@ -17,13 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .config import DEFAULT_RETENTION
 from .errors import ConfigError
 from .journal_schema import RowState, TextState
 from .layout import OutputLayout, layout_for
 from .output_index import output_rows
-
-RETENTION_SECONDS = 3600.0
-"""Segmind keeps a job's result for an hour after its submission."""
 
 
 @dataclass(slots=True)
@@ -174,12 +172,12 @@ def _texts(db: sqlite3.Connection, status: Status, now: float) -> None:
     row = db.execute(
         "SELECT count(*), min(submitted_at), max(submitted_at), "
         "sum(submitted_at <= ?) FROM texts WHERE state = ? AND request_id IS NOT NULL",
-        (now - RETENTION_SECONDS, TextState.SUBMITTED),
+        (now - DEFAULT_RETENTION, TextState.SUBMITTED),
     ).fetchone()
     status.in_flight = int(row[0])
     if status.in_flight:
-        status.minutes_left_min = max(0.0, (row[1] + RETENTION_SECONDS - now) / 60)
-        status.minutes_left_max = max(0.0, (row[2] + RETENTION_SECONDS - now) / 60)
+        status.minutes_left_min = max(0.0, (row[1] + DEFAULT_RETENTION - now) / 60)
+        status.minutes_left_max = max(0.0, (row[2] + DEFAULT_RETENTION - now) / 60)
         status.in_flight_expired = int(row[3] or 0)
 
 
