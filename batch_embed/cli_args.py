@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=STATUS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    status.add_argument("output", type=Path, metavar="OUT", help="the run's --output")
+    status.add_argument("output", type=_target, metavar="OUT", help="the run's --output")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.add_argument(
         "--state-dir", type=_local_path, default=None, metavar="PATH", help="the run's --state-dir"
@@ -87,18 +87,21 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output",
         "-o",
-        type=_local_path,
+        type=_target,
         default=None,
         metavar="OUT",
-        help="a .parquet file, or a directory that receives part files (required)",
+        help="a .parquet file, or a directory that receives part files; either may be in "
+        "object storage (s3://bucket/prefix, gs://...) (required)",
     )
     parser.add_argument(
         "--state-dir",
         type=_local_path,
         default=None,
         metavar="PATH",
-        help="where the journal and staged parts live (default: OUT.batch_embed/ beside the "
-        "output); give the same PATH to every run of this output",
+        help="where the journal and staged parts live, on local disk (default: "
+        "OUT.batch_embed/ beside a local output; for one in object storage, a directory "
+        "under ~/.cache/batch_embed/ named after its URI); give the same PATH to every run "
+        "of this output",
     )
     parser.add_argument(
         "--config",
@@ -170,7 +173,7 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--errors",
-        type=_local_path,
+        type=_target,
         default=None,
         metavar="PATH",
         help="the errors output (JSONL; default: <output>.errors.jsonl)",
@@ -279,12 +282,17 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows-per-part", type=_positive_int, default=None, help=argparse.SUPPRESS)
 
 
+def _target(text: str) -> Path | str:
+    """A local path, or a URI in object storage (kept as written)."""
+    return text.rstrip("/") if is_uri(text) else Path(text)
+
+
 def _local_path(text: str) -> Path:
-    """A local path; object storage is for inputs only, so far."""
+    """A local path: the journal stays on local disk whatever the output."""
     if is_uri(text):
         raise argparse.ArgumentTypeError(
-            f"{text}: outputs go to a local path (inputs may be in object storage); write "
-            "locally and copy the output, or mount the bucket"
+            f"{text}: the state directory must be a local path (it holds the journal, a "
+            "SQLite database); the output may be in object storage"
         )
     return Path(text)
 

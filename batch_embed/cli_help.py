@@ -12,12 +12,14 @@ examples:
   batch-embed run docs.parquet --text-field body --id-field meta.doc_id --output v.parquet
   batch-embed run --config nightly.toml --log-format json   # settings from a file, for cron
   batch-embed run s3://corpora/docs/ --output v.parquet --dimensions 1024
+  batch-embed run s3://corpora/docs/ --output s3://vectors/docs   # parts in the bucket
 
 The API key comes from ${API_KEY_ENV}. Output: a .parquet file, or a directory of part
 files; columns id, embedding (fixed_size_list<float32>[dim]), text_sha256. Rows that could
 not be embedded go to <output>.errors.jsonl (or --errors). The run's journal lives in
 <output>.batch_embed/: running the same command again resumes (skips committed rows,
-re-attaches to jobs submitted within the hour); --fresh starts over.
+re-attaches to jobs submitted within the hour); --fresh starts over. An output in object
+storage keeps its journal on local disk, under ~/.cache/batch_embed/ (or --state-dir).
 
 A re-run pays only for what changed: rows whose key and text the output already holds
 are skipped (the output is the record, even with the journal gone), a changed text is

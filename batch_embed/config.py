@@ -9,6 +9,7 @@ from pathlib import Path
 from .answer_body import DEFAULT_MAX_ANSWER_BYTES, MIN_MAX_ANSWER_BYTES
 from .api_root import DEFAULT_ROOT
 from .errors import ConfigError
+from .layout import Target
 from .models import DEFAULT_MODEL, ModelSpec, model_spec
 from .retry import RetryPolicy
 from .spending import DEFAULT_MAX_RESUBMITS, cap_from
@@ -27,8 +28,9 @@ class RunConfig:
     """Everything ``batch-embed run`` needs; every error names the argument."""
 
     inputs: tuple[str, ...]
-    output: Path
-    errors: Path | None = None
+    output: Target
+    """A local path, or a URI in object storage (``s3://bucket/prefix``)."""
+    errors: Target | None = None
     state_dir: Path | None = None
     """Where the journal and staged parts live (None: ``OUT.batch_embed/`` beside OUT)."""
     text_field: str = "text"

@@ -79,10 +79,15 @@ def _input_file(path: Path, source: str) -> InputFile | None:
     return None if kind is None else InputFile(path, source, kind[0], kind[1])
 
 
-def _expand_remote(pattern: str) -> list[InputFile]:
-    """Resolve a URI: one object, a prefix (recursive, as a directory) or a glob."""
+def _expand_remote(pattern: str, own: OwnPaths) -> list[InputFile]:
+    """Resolve a URI: one object, a prefix (recursive, as a directory) or a glob.
+
+    The run's own objects (an output or errors file in object storage) are refused when
+    named, and left out of a prefix or a glob that holds them.
+    """
     accepted = ", ".join(SUFFIXES)
     glob_at = min((i for i, c in enumerate(pattern) if c in _GLOB_CHARS), default=None)
+    own.check_remote(pattern, pattern=glob_at is not None)
     base = pattern if glob_at is None else pattern[:glob_at].rsplit("/", 1)[0]
     fs, root = remote(base)
     try:
@@ -105,7 +110,7 @@ def _expand_remote(pattern: str) -> list[InputFile]:
         if entry.type != pafs.FileType.File or hidden:
             continue  # hidden, or a writer's temporary object: skipped as pyarrow.dataset does
         name = f"{base.rstrip('/')}/{rel}"
-        if matches is not None and not matches(name):
+        if (matches is not None and not matches(name)) or own.remote_owner(name) is not None:
             continue
         kind = _classify(entry.path)
         if kind is not None:
@@ -118,7 +123,7 @@ def _expand_remote(pattern: str) -> list[InputFile]:
 def _expand(pattern: str, own: OwnPaths) -> list[InputFile]:
     """Resolve one user-given name: a file, a directory (recursive) or a glob."""
     if is_uri(pattern):
-        return _expand_remote(pattern)
+        return _expand_remote(pattern, own)
     path = Path(pattern)
     accepted = ", ".join(SUFFIXES)
     try:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .jobs import WaitingRow
 from .journal import TextState
@@ -63,11 +62,11 @@ async def copy_from_output(engine: Engine, wanted: Wanted) -> None:
     """Write rows whose text's vector is already in the output, reading it back once."""
     sources = output_files(engine.layout)
     needed = set(wanted)
-    for path in sources:
+    for file in sources:
         if not needed:
             break
         # One row group at a time: memory stays flat however large the output file.
-        with pq.ParquetFile(path) as parquet:
+        with file.parquet() as parquet:
             for index in range(parquet.num_row_groups):
                 if not needed:
                     break

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,8 +26,9 @@ from .errors import ConfigError
 from .journal import Journal
 from .layout import OutputLayout
 from .output_rewrite import drop_stale_rows
+from .output_store import StoredFile
 from .records import RowKey
-from .writer import META_DIM, META_MODEL, committed_parts
+from .writer import META_DIM, META_MODEL, committed_parts, part_id
 
 _KEY_TYPES = {"int64": "int", "string": "str", "large_string": "str"}
 
@@ -37,18 +37,48 @@ _KEY_TYPES = {"int64": "int", "string": "str", "large_string": "str"}
 class OutputSettings:
     """What an output's first file says of itself."""
 
-    path: Path
+    path: StoredFile
     model: str | None
     dim: str | None
     key_type: str | None
 
 
-def output_files(layout: OutputLayout) -> list[Path]:
-    """The output's Parquet files: the merged single file first (if any), then the parts."""
-    files = committed_parts(layout.parts_dir) if layout.parts_dir.exists() else []
-    if layout.single_file and layout.output.exists():
-        files.insert(0, layout.output)
+def output_files(layout: OutputLayout) -> list[StoredFile]:
+    """The output's Parquet files: the merged single file first (if any), then the parts.
+
+    For a directory in object storage, its published parts (a part committed locally and
+    not yet published is published first: :func:`publish_staged`).
+    """
+    if layout.published is not None:
+        return layout.published.parts()
+    parts = committed_parts(layout.parts_dir) if layout.parts_dir.exists() else []
+    files = [StoredFile.local(part) for part in parts]
+    if layout.final is not None and layout.final.exists():
+        files.insert(0, layout.final)
     return files
+
+
+def publish_staged(layout: OutputLayout) -> int:
+    """Publish the parts a killed run committed locally but never published; return them.
+
+    A part killed after its upload but before its local copy was deleted is published
+    already: its ``part_id`` is in a published part's footer, and it is only deleted.
+    """
+    if layout.published is None:
+        return 0
+    layout.published.sweep()
+    if not layout.parts_dir.exists():
+        return 0
+    staged = committed_parts(layout.parts_dir)
+    if not staged:
+        return 0
+    published = {part_id(file) for file in layout.published.parts()}
+    for part in staged:
+        if part_id(StoredFile.local(part)) in published:
+            part.unlink()
+        else:
+            layout.published.publish(part)
+    return len(staged)
 
 
 def output_settings(layout: OutputLayout) -> OutputSettings | None:
@@ -92,7 +122,7 @@ def check_meta(journal: Journal, layout: OutputLayout, model: str, dim: int, key
         found = journal.meta(name)
         if found is not None and found != value:
             raise ConfigError(
-                f"output {layout.output}: an earlier run wrote {name}={found}, this run has "
+                f"output {layout.name}: an earlier run wrote {name}={found}, this run has "
                 f"{name}={value}; use another --output, or --fresh to start over"
             )
     journal.set_meta(wanted)
@@ -100,19 +130,19 @@ def check_meta(journal: Journal, layout: OutputLayout, model: str, dim: int, key
 
 def check_state_owner(journal: Journal, layout: OutputLayout) -> None:
     """Refuse a ``--state-dir`` whose journal belongs to another output; claim it if new."""
-    here = str(layout.output.resolve())
+    here = layout.name if layout.output is None else str(layout.output.resolve())
     owner = journal.meta("output")
     if owner is not None and owner != here:
         raise ConfigError(
             f"--state-dir {layout.state_dir} holds the journal of the output {owner}, not of "
-            f"{layout.output}; give each output its own --state-dir"
+            f"{layout.name}; give each output its own --state-dir"
         )
     journal.set_meta({"output": here})
 
 
 def output_rows(layout: OutputLayout) -> int:
     """The rows the output's files hold, from their footers alone."""
-    return sum(_metadata(path).num_rows for path in output_files(layout))
+    return sum(_metadata(file).num_rows for file in output_files(layout))
 
 
 def reconcile(journal: Journal, layout: OutputLayout) -> int | None:
@@ -130,15 +160,15 @@ def reconcile(journal: Journal, layout: OutputLayout) -> int | None:
 
 def _entries(layout: OutputLayout) -> Iterator[tuple[RowKey, str, str, str]]:
     """Every output row as ``(key, hash, file, "row N")``, one row group at a time."""
-    for path in output_files(layout):
+    for file in output_files(layout):
         row = 0
-        with pq.ParquetFile(path) as parquet:
+        with file.parquet() as parquet:
             for index in range(parquet.num_row_groups):
                 group = parquet.read_row_group(index, columns=["id", "text_sha256"])
                 ids = group.column("id").to_pylist()
                 hashes = group.column("text_sha256").to_pylist()
                 for offset, (key, digest) in enumerate(zip(ids, hashes, strict=True)):
-                    yield key, digest, path.name, f"row {row + offset}"
+                    yield key, digest, file.name, f"row {row + offset}"
                 row += group.num_rows
 
 
@@ -158,8 +188,8 @@ def drop_rows(layout: OutputLayout, drops: Mapping[RowKey, str | None]) -> set[s
     Touches files only, never the journal, so it may run in a worker thread.
     """
     dropped: set[str] = set()
-    for path in output_files(layout):
-        dropped |= drop_stale_rows(path, drops)
+    for file in output_files(layout):
+        dropped |= drop_stale_rows(file, drops)
     return dropped
 
 
@@ -167,19 +197,22 @@ def remove_outputs(layout: OutputLayout) -> None:
     """With --fresh: remove the parts and the output file of earlier runs."""
     for part in committed_parts(layout.parts_dir) if layout.parts_dir.exists() else []:
         part.unlink()
-    if layout.single_file:
-        layout.output.unlink(missing_ok=True)
+    if layout.published is not None:
+        for file in layout.published.parts():
+            file.delete()
+    if layout.final is not None:
+        layout.final.delete()
 
 
-def _schema(path: Path) -> pa.Schema:
+def _schema(file: StoredFile) -> pa.Schema:
     try:
-        return pq.read_schema(path)
+        return file.schema()
     except (pa.ArrowException, OSError) as err:
-        raise ConfigError(f"output file {path} cannot be read ({err})") from err
+        raise ConfigError(f"output file {file} cannot be read ({err})") from err
 
 
-def _metadata(path: Path) -> pq.FileMetaData:
+def _metadata(file: StoredFile) -> pq.FileMetaData:
     try:
-        return pq.read_metadata(path)
+        return file.metadata()
     except (pa.ArrowException, OSError) as err:
-        raise ConfigError(f"output file {path} cannot be read ({err})") from err
+        raise ConfigError(f"output file {file} cannot be read ({err})") from err

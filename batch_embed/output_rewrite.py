@@ -8,18 +8,18 @@ file whole: either as it was, or without its dropped rows.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .output_store import StoredFile
 from .records import RowKey
-from .writer import PARQUET_OPTIONS, fsync_dir, write_atomically
+from .writer import PARQUET_OPTIONS
 
 
-def drop_stale_rows(path: Path, current: Mapping[RowKey, str | None]) -> set[str]:
+def drop_stale_rows(file: StoredFile, current: Mapping[RowKey, str | None]) -> set[str]:
     """Remove rows whose id is in ``current`` with another ``text_sha256``; return their hashes.
 
     ``current`` maps a key to the hash its row must have (its text changed since its vector
@@ -28,14 +28,14 @@ def drop_stale_rows(path: Path, current: Mapping[RowKey, str | None]) -> set[str
     time and rewritten atomically only when it holds such a row.
     """
     keys = pa.array(list(current))
-    with pq.ParquetFile(path) as parquet:
+    with file.parquet() as parquet:
         if not any(
             _stale_mask(parquet.read_row_group(i, columns=["id", "text_sha256"]), keys, current)
             is not None
             for i in range(parquet.num_row_groups)
         ):
             return set()
-    return _rewrite_without_stale(path, keys, current)
+    return _rewrite_without_stale(file, keys, current)
 
 
 def _stale_mask(
@@ -52,11 +52,11 @@ def _stale_mask(
 
 
 def _rewrite_without_stale(
-    path: Path, keys: pa.Array, current: Mapping[RowKey, str | None]
+    file: StoredFile, keys: pa.Array, current: Mapping[RowKey, str | None]
 ) -> set[str]:
     """Rewrite one output file without its stale rows (atomically, one row group at a time)."""
     dropped: set[str] = set()
-    with pq.ParquetFile(path) as parquet:
+    with file.parquet() as parquet:
         schema = parquet.schema_arrow
 
         def write(out: BinaryIO) -> None:
@@ -71,6 +71,5 @@ def _rewrite_without_stale(
                     dropped.update(gone.to_pylist())
                     writer.write_table(group.filter(keep))
 
-        write_atomically(path, write)
-    fsync_dir(path.parent)
+        file.replace(write)
     return dropped

@@ -48,17 +48,51 @@ class OwnPaths:
 
     files: tuple[_Own, ...] = ()
     dirs: tuple[_Own, ...] = ()
+    remote_files: tuple[tuple[str, str], ...] = ()
+    """(URI, what) of the objects the run writes in object storage."""
+    remote_dirs: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, layout: OutputLayout) -> OwnPaths:
         """The paths of the run laid out as ``layout``."""
         files = [_Own.at(layout.errors, "the errors file")]
         dirs = [_Own.at(layout.state_dir, "the journal directory")]
-        if layout.single_file:
+        remote_files: list[tuple[str, str]] = []
+        remote_dirs: list[tuple[str, str]] = []
+        if layout.output is None:
+            what = "the output" if layout.single_file else "the output directory"
+            (remote_files if layout.single_file else remote_dirs).append(
+                (layout.name, f"{what} {layout.name}")
+            )
+        elif layout.single_file:
             files.insert(0, _Own.at(layout.output, "the output"))
         else:
             dirs.insert(0, _Own.at(layout.output, "the output directory"))
-        return cls(tuple(files), tuple(dirs))
+        if layout.errors_upload is not None:
+            remote_files.append(
+                (str(layout.errors_upload), f"the errors file {layout.errors_upload}")
+            )
+        return cls(tuple(files), tuple(dirs), tuple(remote_files), tuple(remote_dirs))
+
+    def remote_owner(self, uri: str) -> str | None:
+        """What of the run the object or prefix ``uri`` is or lies in (None: not the run's)."""
+        uri = uri.rstrip("/")
+        for own, what in self.remote_files:
+            if uri == own:
+                return what
+        for own, what in self.remote_dirs:
+            if uri == own or uri.startswith(own + "/"):
+                return what
+        return None
+
+    def check_remote(self, name: str, *, pattern: bool) -> None:
+        """Refuse an input URI (an object, a prefix, or a glob) that is or holds the run's."""
+        what = self.remote_owner(name)
+        if what is None and pattern:
+            matches = glob_regex(name).fullmatch
+            what = next((w for own, w in self.remote_files if matches(own)), None)
+        if what is not None:
+            raise ConfigError(f"input {name} is {what} of this run; {ADVICE}")
 
     def owner(self, path: Path) -> str | None:
         """What of the run ``path`` is or lies in (None: not the run's)."""

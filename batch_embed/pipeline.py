@@ -37,9 +37,11 @@ from .output_index import (
     check_state_owner,
     drop_rows,
     finish_drops,
+    publish_staged,
     reconcile,
     remove_outputs,
 )
+from .output_store import check_writable
 from .overlap import OwnPaths
 from .progress import DEFAULT_LOG_EVERY, Progress, estimate_rows
 from .reader import Reader, ReaderConfig
@@ -134,11 +136,14 @@ async def _embed(
     )
     stats.key_source, stats.derived_keys = reader.key_source, reader.id_field is None
     stats.submit_cap = config.submit_cap
+    for target in layout.remote_targets():
+        await asyncio.to_thread(check_writable, target)
     with Journal.open(layout.journal, fresh=config.fresh) as journal:
         if config.fresh:
             remove_outputs(layout)
+        publish_staged(layout)  # parts a killed run committed here but never published
         check_meta(journal, layout, spec.slug, spec.output_dim, reader.key_type)
-        if config.state_dir is not None:
+        if config.state_dir is not None or layout.is_remote:
             check_state_owner(journal, layout)
         # On the loop, not in a thread: a cancelled run must not close the journal under it.
         finish_drops(journal, layout)  # a rewrite an earlier crash cut short
@@ -152,6 +157,7 @@ async def _embed(
                 model=spec,
                 key_type=reader.key_type,
                 rows_per_part=config.rows_per_part,
+                published=layout.published,
             ) as writer,
         ):
             async with client:
@@ -191,8 +197,10 @@ async def _embed(
             drops = journal.superseded()
             if drops:
                 journal.finish_drops(await asyncio.to_thread(drop_rows, layout, drops))
-        if layout.single_file:
-            await asyncio.to_thread(finalize_single_file, layout.parts_dir, layout.output)
+        if layout.final is not None:
+            await asyncio.to_thread(finalize_single_file, layout.parts_dir, layout.final)
+        if layout.errors_upload is not None:
+            await asyncio.to_thread(layout.errors_upload.upload, layout.errors)
         for source, file_stats in reader.stats.items():
             stats.truncated += file_stats.truncated
             stats.ledger(source)

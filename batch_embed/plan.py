@@ -74,7 +74,7 @@ class Plan:
         """The plan as plain data (``--summary-json``)."""
         return asdict(self)
 
-    def lines(self, output: Path, rpm: float) -> list[str]:
+    def lines(self, output: Path | str, rpm: float) -> list[str]:
         """The plan in words, as ``plan`` prints it."""
         lines = [
             f"plan for {output} (no request was made):",

@@ -13,6 +13,7 @@ import orjson
 
 from .error_sink import iter_errors
 from .errors import InputError
+from .layout import errors_name
 from .log import Log
 from .pipeline import Outcome, RunResult
 from .plan import Plan
@@ -57,8 +58,8 @@ def report_run(result: RunResult, summary_json: Path | None, log: Log) -> None:
         log.info(
             f"run {result.outcome.value}",
             event="summary",
-            output=str(layout.output),
-            errors=str(layout.errors),
+            output=layout.name,
+            errors=errors_name(layout),
             **summary,
         )
     else:
@@ -68,7 +69,7 @@ def report_run(result: RunResult, summary_json: Path | None, log: Log) -> None:
         for line in first_errors(layout.errors, SHOWN_ERRORS):
             log.info(f"failed: {line}", event="failed_row")
     if not log.json:
-        log.info(f"output {layout.output}; errors {layout.errors}")
+        log.info(f"output {layout.name}; errors {errors_name(layout)}")
     if result.reason:
         log.info(f"run stopped: {result.reason}", event="stopped")
     if result.outcome is Outcome.INTERRUPTED:
@@ -87,7 +88,9 @@ def report_run(result: RunResult, summary_json: Path | None, log: Log) -> None:
         )
 
 
-def report_plan(plan: Plan, output: Path, rpm: float, summary_json: Path | None, log: Log) -> None:
+def report_plan(
+    plan: Plan, output: Path | str, rpm: float, summary_json: Path | None, log: Log
+) -> None:
     """Print a plan (and write it as JSON with ``--summary-json``); one ``plan`` event in JSON."""
     if log.json:
         log.info(f"plan: {plan.to_submit} paid calls", event="plan", **plan.as_dict())

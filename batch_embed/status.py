@@ -20,8 +20,8 @@ from typing import Any
 from .config import DEFAULT_RETENTION
 from .errors import ConfigError
 from .journal_schema import RowState, TextState
-from .layout import OutputLayout, layout_for
-from .output_index import output_rows
+from .layout import OutputLayout, Target, layout_for
+from .output_index import output_files, output_rows
 
 
 @dataclass(slots=True)
@@ -105,8 +105,8 @@ class Status:
 
 
 def read_status(
-    output: Path,
-    errors: Path | None = None,
+    output: Target,
+    errors: Target | None = None,
     *,
     state_dir: Path | None = None,
     clock: Callable[[], float] = time.time,
@@ -114,7 +114,7 @@ def read_status(
 ) -> Status:
     """The status of ``output``; ConfigError when it has neither journal nor output."""
     layout = layout_for(output, errors, state_dir)
-    has_output = layout.output.exists()
+    has_output = bool(output_files(layout))
     if not layout.journal.exists() and not has_output:
         raise ConfigError(f"{output}: no output and no journal here; nothing has run on it")
     status = Status(output=str(output))

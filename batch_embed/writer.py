@@ -28,7 +28,6 @@ wrote about 10 % faster, so that the type matches what users declare themselves.
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -46,6 +45,7 @@ import pyarrow.parquet as pq
 
 from .errors import ConfigError
 from .models import ModelSpec
+from .output_store import PART_NAME, RemoteParts, StoredFile, fsync_dir, write_atomically
 from .records import RowKey
 from .write_failures import writing
 
@@ -66,7 +66,6 @@ PARQUET_OPTIONS: Mapping[str, Any] = MappingProxyType(
 )
 """Keyword arguments given to pyarrow's Parquet writer for parts and merged files."""
 
-_PART_NAME = re.compile(r"part-(\d+)\.parquet")
 _PART_TMP_NAME = re.compile(r"\.part-\d+\.parquet\.tmp")
 _ID_TYPES: Mapping[str, pa.DataType] = MappingProxyType({"int": pa.int64(), "str": pa.string()})
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -127,6 +126,7 @@ class PartWriter:
         key_type: KeyType,
         rows_per_part: int = 4096,
         on_commit: Callable[[CommittedPart], None] | None = None,
+        published: RemoteParts | None = None,
     ) -> None:
         if isinstance(rows_per_part, bool) or not isinstance(rows_per_part, int):
             raise ConfigError(f"rows_per_part: expected an int, got {rows_per_part!r}")
@@ -137,18 +137,21 @@ class PartWriter:
         self._int_keys = key_type == "int"
         self._rows_per_part = rows_per_part
         self._on_commit = on_commit
+        self._published = published
         self.parts_dir = Path(parts_dir)
         with writing(self.parts_dir):
             self.parts_dir.mkdir(parents=True, exist_ok=True)
         for stray in self.parts_dir.iterdir():
             if _PART_TMP_NAME.fullmatch(stray.name):
                 stray.unlink(missing_ok=True)
-        existing = committed_parts(self.parts_dir)
-        if existing:
-            _check_schema(existing[-1], self._schema)
-            self._next_index = _part_index(existing[-1]) + 1
-        else:
-            self._next_index = 0
+        existing = [StoredFile.local(p) for p in committed_parts(self.parts_dir)]
+        last = existing[-1] if existing else None
+        if published is not None:
+            remote = published.parts()
+            last = remote[-1] if remote else last
+        if last is not None:
+            _check_schema(last, self._schema)
+        self._next_index = _part_index(Path(existing[-1].path)) + 1 if existing else 0
         self._buf: npt.NDArray[np.float32] = np.empty((rows_per_part, self._dim), np.float32)
         self._keys: list[RowKey] = []
         self._hashes: list[str] = []
@@ -207,7 +210,7 @@ class PartWriter:
         if rows == 0:
             return None
         final = self.parts_dir / f"part-{self._next_index:06d}.parquet"
-        write_atomically(final, self._table(rows))
+        _write_table(final, self._table(rows))
         # The part is visible from here on: forget its rows before anything else can fail,
         # so that no retry ever writes them twice.
         part = CommittedPart(path=final, keys=self._keys, rows=rows)
@@ -215,6 +218,10 @@ class PartWriter:
         self._next_index += 1
         self._committed_any = True
         fsync_dir(self.parts_dir)
+        if self._published is not None:
+            # Its rows are the output's once published; until then the part waits here,
+            # and the next run publishes it before reading what the output holds.
+            self._published.publish(final)
         if self._on_commit is not None:
             self._on_commit(part)
         return part
@@ -230,10 +237,18 @@ class PartWriter:
         if self._closed:
             return
         self.commit()
-        if not self._committed_any and not committed_parts(self.parts_dir):
-            write_atomically(self.parts_dir / "part-000000.parquet", self._table(0))
+        if not self._committed_any and not self._holds_parts():
+            empty = self.parts_dir / f"part-{self._next_index:06d}.parquet"
+            _write_table(empty, self._table(0))
             fsync_dir(self.parts_dir)
+            if self._published is not None:
+                self._published.publish(empty)
         self.discard()
+
+    def _holds_parts(self) -> bool:
+        if self._published is not None:
+            return bool(self._published.parts())
+        return bool(committed_parts(self.parts_dir))
 
     def discard(self) -> None:
         """Drop the buffered rows without writing them and release the buffer; idempotent."""
@@ -281,45 +296,47 @@ class PartWriter:
 
 def committed_parts(parts_dir: Path) -> list[Path]:
     """Return the committed parts of a directory, in part-number order."""
-    parts = [p for p in Path(parts_dir).iterdir() if _PART_NAME.fullmatch(p.name)]
+    parts = [p for p in Path(parts_dir).iterdir() if PART_NAME.fullmatch(p.name)]
     return sorted(parts, key=_part_index)
 
 
-def finalize_single_file(parts_dir: Path, final_path: Path) -> int:
+def finalize_single_file(parts_dir: Path, final: StoredFile | Path) -> int:
     """Merge the committed parts into one Parquet file atomically; return its row count.
 
-    Rows already in ``final_path`` (an earlier run's output) come first, then the parts in
-    number order. The merge streams one row group at a time into ``.<name>.tmp`` beside the
-    final file, fsyncs it and renames it; only then are the merged parts removed. A part whose
-    id the existing file already lists (a merge killed before its cleanup) is dropped, not
-    merged again. With neither parts nor an existing file, nothing is written and 0 returned.
+    Rows already in ``final`` (an earlier run's output) come first, then the parts in
+    number order. The merge streams one row group at a time into a temporary file beside the
+    final one and replaces it atomically (:meth:`StoredFile.replace`, local or in object
+    storage); only then are the merged parts removed. A part whose id the existing file
+    already lists (a merge killed before its cleanup) is dropped, not merged again. With
+    neither parts nor an existing file, nothing is written and 0 returned.
     """
-    final_path = Path(final_path)
+    if not isinstance(final, StoredFile):
+        final = StoredFile.local(final)
     merged_ids: list[str] = []
-    sources: list[Path] = []
-    if final_path.exists():
-        merged_ids = _merged_part_ids(final_path)
-        sources.append(final_path)
+    sources: list[StoredFile] = []
+    if final.exists():
+        merged_ids = _merged_part_ids(final)
+        sources.append(final)
     already = set(merged_ids)
     new_parts: list[Path] = []
     stale: list[Path] = []
     for part in committed_parts(parts_dir):
-        part_id = _part_id(part)
-        if part_id is not None and part_id in already:
+        identity = part_id(StoredFile.local(part))
+        if identity is not None and identity in already:
             stale.append(part)
             continue
         new_parts.append(part)
-        if part_id is not None:
-            merged_ids.append(part_id)
+        if identity is not None:
+            merged_ids.append(identity)
     if not new_parts and not sources:
         return 0
     if sources and all(pq.read_metadata(p).num_rows == 0 for p in new_parts):
         # Nothing to add: keep the existing file rather than rewriting it.
         _remove(stale + new_parts)
-        return int(pq.read_metadata(final_path).num_rows)
-    sources += new_parts
+        return int(final.metadata().num_rows)
+    sources += [StoredFile.local(p) for p in new_parts]
 
-    schema = pq.read_schema(sources[0])
+    schema = sources[0].schema()
     for source in sources[1:]:
         _check_schema(source, schema)
     metadata = {k: v for k, v in (schema.metadata or {}).items() if k != META_PART_ID}
@@ -332,14 +349,13 @@ def finalize_single_file(parts_dir: Path, final_path: Path) -> int:
         nonlocal rows
         with pq.ParquetWriter(out, schema, **PARQUET_OPTIONS) as writer:
             for source in sources:
-                with pq.ParquetFile(source) as parquet:
+                with source.parquet() as parquet:
                     for index in range(parquet.num_row_groups):
                         group = parquet.read_row_group(index)
                         writer.write_table(group)
                         rows += group.num_rows
 
-    write_atomically(final_path, write)
-    fsync_dir(final_path.parent)
+    final.replace(write)
     _remove(stale + new_parts)
     return rows
 
@@ -352,33 +368,8 @@ def read_output(path: Path) -> pa.Table:
     return pq.read_table(path)
 
 
-def write_atomically(final: Path, content: pa.Table | Callable[[BinaryIO], None]) -> None:
-    """Write to ``.<name>.tmp``, fsync, rename to ``final``; the caller fsyncs the directory."""
-    tmp = final.with_name(f".{final.name}.tmp")
-    try:
-        with writing(final), open(tmp, "wb") as out:
-            if isinstance(content, pa.Table):
-                pq.write_table(content, out, **PARQUET_OPTIONS)
-            else:
-                content(out)
-            out.flush()
-            os.fsync(out.fileno())
-            os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    with writing(directory):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _write_table(final: Path, table: pa.Table) -> None:
+    write_atomically(final, lambda out: pq.write_table(table, out, **PARQUET_OPTIONS))
 
 
 def _remove(paths: list[Path]) -> None:
@@ -387,27 +378,27 @@ def _remove(paths: list[Path]) -> None:
 
 
 def _part_index(path: Path) -> int:
-    match = _PART_NAME.fullmatch(path.name)
+    match = PART_NAME.fullmatch(path.name)
     assert match is not None
     return int(match.group(1))
 
 
-def _part_id(path: Path) -> str | None:
-    raw = (pq.read_schema(path).metadata or {}).get(META_PART_ID)
+def part_id(file: StoredFile) -> str | None:
+    raw = (file.schema().metadata or {}).get(META_PART_ID)
     return None if raw is None else bytes(raw).decode()
 
 
-def _merged_part_ids(path: Path) -> list[str]:
-    raw = (pq.read_schema(path).metadata or {}).get(META_PARTS)
+def _merged_part_ids(file: StoredFile) -> list[str]:
+    raw = (file.schema().metadata or {}).get(META_PARTS)
     if raw is None:
         return []
     ids = orjson.loads(raw)
     return [str(i) for i in ids] if isinstance(ids, list) else []
 
 
-def _check_schema(path: Path, expected: pa.Schema) -> None:
+def _check_schema(file: StoredFile, expected: pa.Schema) -> None:
     """Refuse to mix vectors of another model, dimension or key type in one output."""
-    found = pq.read_schema(path)
+    found = file.schema()
     model = (found.metadata or {}).get(META_MODEL)
     if found.equals(expected, check_metadata=False) and model in (
         None,
@@ -415,7 +406,7 @@ def _check_schema(path: Path, expected: pa.Schema) -> None:
     ):
         return
     raise ConfigError(
-        f"model: {path} holds {_describe(found)}, but this output is {_describe(expected)}"
+        f"model: {file} holds {_describe(found)}, but this output is {_describe(expected)}"
     )
 
 

@@ -260,7 +260,7 @@ def test_failed_rename_leaves_no_part_and_rows_pending(
     def broken_replace(src: object, dst: object) -> None:
         raise OSError("disk gone")
 
-    monkeypatch.setattr("batch_embed.writer.os.replace", broken_replace)
+    monkeypatch.setattr("batch_embed.output_store.os.replace", broken_replace)
     with pytest.raises(WriteFailed, match=r"could not write .*part-000000\.parquet: disk gone"):
         writer.add(2, "h", vecs[1])  # fills the buffer, so commits
     assert part_names(tmp_path) == []  # no final name, no tmp left behind
@@ -289,7 +289,7 @@ def test_failed_fsync_leaves_no_part(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def broken_fsync(fd: int) -> None:
         raise OSError("io error")
 
-    monkeypatch.setattr("batch_embed.writer.os.fsync", broken_fsync)
+    monkeypatch.setattr("batch_embed.output_store.os.fsync", broken_fsync)
     with pytest.raises(WriteFailed, match=r"part-000000\.parquet: io error"):
         writer.commit()
     assert part_names(tmp_path) == []
@@ -310,7 +310,7 @@ def test_a_part_is_complete_before_it_gets_its_final_name(
         checked.append(dst.name)
         real_replace(src, dst)
 
-    monkeypatch.setattr("batch_embed.writer.os.replace", checking_replace)
+    monkeypatch.setattr("batch_embed.output_store.os.replace", checking_replace)
     write_rows(tmp_path, list(range(10)), vectors(10), rows_per_part=5)
     assert checked == ["part-000000.parquet", "part-000001.parquet"]
 
@@ -424,7 +424,7 @@ def test_failed_finalize_keeps_parts_and_old_file(
     def broken_replace(src: object, dst: object) -> None:
         raise OSError("disk gone")
 
-    monkeypatch.setattr("batch_embed.writer.os.replace", broken_replace)
+    monkeypatch.setattr("batch_embed.output_store.os.replace", broken_replace)
     with pytest.raises(WriteFailed, match=r"out\.parquet: disk gone"):
         finalize_single_file(staging, final)
     assert final.read_bytes() == before
@@ -511,8 +511,8 @@ def test_commit_fsyncs_the_file_before_the_rename_and_the_directory_after(
         events.append("replace")
         real_replace(src, dst)
 
-    monkeypatch.setattr("batch_embed.writer.os.fsync", logging_fsync)
-    monkeypatch.setattr("batch_embed.writer.os.replace", logging_replace)
+    monkeypatch.setattr("batch_embed.output_store.os.fsync", logging_fsync)
+    monkeypatch.setattr("batch_embed.output_store.os.replace", logging_replace)
     writer = PartWriter(tmp_path / "parts", model=MODEL, key_type="int")
     writer.add(1, "h", vectors(1)[0])
     writer.commit()
