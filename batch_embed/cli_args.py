@@ -14,11 +14,12 @@ from .answer_body import DEFAULT_MAX_ANSWER_BYTES, MIN_MAX_ANSWER_BYTES
 from .api_root import DEFAULT_ROOT
 from .cli_help import CONFIG_EPILOG, PLAN_EPILOG, RUN_EPILOG, STATUS_EPILOG
 from .config import DEFAULT_MAX_IN_FLIGHT, DEFAULT_READ_RATE, DEFAULT_RPM
+from .errors import ConfigError
 from .log import LOG_FORMATS
 from .models import DEFAULT_MODEL, MODELS
 from .progress import DEFAULT_LOG_EVERY
 from .spending import DEFAULT_MAX_RESUBMITS
-from .storage import is_uri
+from .storage import is_uri, refuse_credentials
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +81,7 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "inputs",
         nargs="*",
+        type=_input_name,
         metavar="INPUT",
         help=".jsonl/.ndjson (optionally .gz), .parquet, a directory or a glob (required, "
         "here or as input = [...] in the config file)",
@@ -284,7 +286,16 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
 
 def _target(text: str) -> Path | str:
     """A local path, or a URI in object storage (kept as written)."""
-    return text.rstrip("/") if is_uri(text) else Path(text)
+    return _input_name(text).rstrip("/") if is_uri(text) else Path(text)
+
+
+def _input_name(text: str) -> str:
+    """An input as named (a path, a glob or a URI); a URI carrying credentials is refused."""
+    try:
+        refuse_credentials(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def _local_path(text: str) -> Path:

@@ -46,8 +46,8 @@ class OutputSettings:
 def output_files(layout: OutputLayout) -> list[StoredFile]:
     """The output's Parquet files: the merged single file first (if any), then the parts.
 
-    For a directory in object storage, its published parts (a part committed locally and
-    not yet published is published first: :func:`publish_staged`).
+    For a directory in object storage, its published parts only (:func:`publish_staged`
+    publishes what a killed run left staged, before anything reads the output).
     """
     if layout.published is not None:
         return layout.published.parts()

@@ -17,9 +17,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from .errors import InputError
+from .errors import ConfigError, InputError
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
 READ_BUFFER = 1 << 20
 
 
@@ -28,8 +29,24 @@ def is_uri(name: str) -> bool:
     return bool(_URI.match(name)) and not name.startswith("file://")
 
 
+def redacted(name: str) -> str:
+    """``name`` with any credentials in its authority (``s3://KEY:SECRET@bucket``) hidden."""
+    return _USERINFO.sub(r"\1***@", name)
+
+
+def refuse_credentials(name: str) -> None:
+    """Refuse a URI that carries credentials: they would show in logs and in the journal."""
+    if is_uri(name) and _USERINFO.match(name):
+        raise ConfigError(
+            f"{redacted(name)}: credentials in a URI are refused (they would be printed and "
+            "recorded with it); set them in the environment (AWS_ACCESS_KEY_ID, "
+            "AWS_SECRET_ACCESS_KEY, or GCS's own) instead"
+        )
+
+
 def remote(name: str) -> tuple[pafs.FileSystem, str]:
     """The file system of URI ``name`` and the path inside it (InputError if unusable)."""
+    refuse_credentials(name)
     try:
         fs, path = pafs.FileSystem.from_uri(name.rstrip("/") or name)
     except (pa.ArrowException, OSError, ValueError) as err:

@@ -262,3 +262,32 @@ def test_the_state_dir_must_be_local(s3: S3, emu: EmulatorProcess, tmp_path: Pat
     done = run(s3, emu, tmp_path, "s3://vectors/state", source, extra=("--state-dir", "s3://b/x"))
     assert done.returncode == 2
     assert "the state directory must be a local path" in done.stderr
+
+
+@pytest.mark.parametrize("where", ["input", "output", "errors", "env"])
+def test_credentials_in_a_uri_are_refused_and_never_shown(
+    s3: S3, emu: EmulatorProcess, tmp_path: Path, where: str
+) -> None:
+    secret_uri = f"s3://test-access:{SECRET}@corpus/creds/in.jsonl"
+    source, out = "s3://corpus/creds/in.jsonl", "s3://vectors/creds"
+    corpus(s3, "corpus/creds/in.jsonl", {1: "x"})
+    extra: tuple[str, ...] = ()
+    env = env_for(s3, tmp_path)
+    if where == "input":
+        source = secret_uri
+    elif where == "output":
+        out = f"s3://test-access:{SECRET}@vectors/creds"
+    elif where == "errors":
+        extra = ("--errors", f"s3://test-access:{SECRET}@vectors/creds.errors.jsonl")
+    else:
+        env["BATCH_EMBED_OUTPUT"] = f"s3://test-access:{SECRET}@vectors/creds"
+    cmd = command(emu, out, source, extra=extra)
+    if where == "env":
+        cmd.remove("--output")
+        cmd.remove(out)
+    before = int(emu.stats()["requests_total"])  # type: ignore[call-overload]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "credentials in a URI are refused" in done.stderr
+    assert SECRET not in done.stderr + done.stdout and "s3://***@" in done.stderr
+    assert int(emu.stats()["requests_total"]) == before  # type: ignore[call-overload]
