@@ -129,6 +129,15 @@ def test_a_prefix_output_gets_parts_and_a_second_night_pays_only_the_change(
     assert third.returncode == 0, third.stderr
     assert paid(emu) - before == 42
     assert_vectors(read_vectors(s3, "vectors/nightly"), texts)
+    plan = subprocess.run(
+        batch_embed_cli("plan", source, "--output", out, "--id-field", "id"),
+        env=env_for(s3, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert plan.returncode == 0, plan.stderr
+    assert "rows read 41: new 0, changed 0, unchanged 41" in plan.stdout + plan.stderr
     # DuckDB reads the output through pyarrow's S3 dataset.
     dataset = pads.dataset("vectors/nightly", filesystem=s3.fs, format="parquet")  # noqa: F841
     counted = duckdb.sql("SELECT count(*), count(DISTINCT id) FROM dataset").fetchall()
