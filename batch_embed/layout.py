@@ -26,7 +26,7 @@ import pyarrow.fs as pafs
 
 from .errors import ConfigError, InputError
 from .output_store import RemoteParts, StoredFile
-from .storage import is_uri, remote
+from .storage import for_writing, is_uri, remote
 
 STATE_SUFFIX = ".batch_embed"
 
@@ -151,9 +151,10 @@ def default_state_dir(uri: str) -> Path:
 
 def _store(uri: str) -> tuple[pafs.FileSystem, str]:
     try:
-        return remote(uri)
+        fs, path = remote(uri)
     except InputError as err:
         raise ConfigError(f"output {uri}: {err.reason}") from None
+    return for_writing(fs), path
 
 
 def _stem(name: str) -> str:

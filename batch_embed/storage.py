@@ -54,6 +54,21 @@ def remote(name: str) -> tuple[pafs.FileSystem, str]:
     return fs, str(path)
 
 
+def for_writing(fs: pafs.FileSystem) -> pafs.FileSystem:
+    """``fs`` set up to write outputs with bounded memory.
+
+    pyarrow's S3 file system uploads in the background by default, which queues every
+    part in memory while the writer outruns the store: measured, a 300 MB object streamed
+    to a slow S3 peaked at 373 MB of RSS, against 84 MB with background writes off. The
+    same options otherwise (taken through pickling's ``__reduce__``, which is how pyarrow
+    copies a file system with every option the environment gave it).
+    """
+    if not isinstance(fs, pafs.S3FileSystem):
+        return fs
+    rebuild, (options,) = fs.__reduce__()
+    return rebuild({**options, "background_writes": False})
+
+
 class _NativeRaw(io.RawIOBase):
     """A pyarrow input file as a raw Python stream, for :class:`io.BufferedReader`."""
 

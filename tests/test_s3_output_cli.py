@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_embed.emulator import expected_vector
-from batch_embed.layout import default_state_dir
+from batch_embed.layout import default_state_dir, layout_for
 from tests.cli_fixtures import FAST, EmulatorProcess, batch_embed_cli, cli_env
 from tests.s3_fixtures import S3, SECRET, get, moto_s3, names, put
 
@@ -300,3 +300,18 @@ def test_credentials_in_a_uri_are_refused_and_never_shown(
     assert "credentials in a URI are refused" in done.stderr
     assert SECRET not in done.stderr + done.stdout and "s3://***@" in done.stderr
     assert int(emu.stats()["requests_total"]) == before  # type: ignore[call-overload]
+
+
+def test_outputs_are_written_without_background_uploads(
+    s3: S3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pyarrow's default queues every part of an upload in memory while the writer outruns
+    # the store (benchmarks/s3_output.py: +36 MB per 10k rows of a single-file output).
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    layout = layout_for("s3://vectors/bg/out.parquet", "s3://vectors/bg/errors.jsonl")
+    for file in layout.remote_targets():
+        assert file.fs is not None
+        options = file.fs.__reduce__()[1][0]
+        assert options["background_writes"] is False
+        assert options["endpoint_override"] == s3.env["AWS_ENDPOINT_URL"]
