@@ -1,0 +1,104 @@
+"""Send slots for a budget shared by many processes: the pure part of the budget actor.
+
+A :class:`SlotBook` holds one request class's :class:`~batch_embed.ratelimit.RateController`
+(the one rate algorithm of the package) and hands out send times spaced at its current rate,
+several at a time: a worker asks for ``k`` slots and gets up to ``k`` wall-clock times, as
+many as fall within ``LEASE_SECONDS`` of now (at least one). Granting ahead keeps the budget
+actor out of the hot path (one call per lease, not per request), and the short lease bounds
+how far a rate cut can lag: slots already granted at the old rate cover at most one lease.
+
+A 429 reported by any worker goes to the controller, which cuts the rate for everyone and
+may pause the class (``hold_until``); a new congestion episode drops the reservations made
+at the old rate. Accepted sends are reported back in bulk, by send time, so the controller
+measures what the server let through, as it does in one process.
+
+Every method takes ``now`` (Unix time, from ``time.time`` in the actor: slot times cross
+processes, so they are on the wall clock); nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..ratelimit import PACE_SHARE, RateController
+
+LEASE_SECONDS = 0.25
+"""A grant covers at most this far ahead of now (but always holds one slot)."""
+MAX_GRANT = 64
+"""The most slots one grant may hold, whatever is asked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Send times (Unix seconds, ascending) granted to one worker, and the episode they
+    were paced in (slots from an older episode are stale once a 429 cut the rate)."""
+
+    times: tuple[float, ...]
+    episode: int
+
+
+class SlotBook:
+    """Grants send slots of one request class at its controller's current rate."""
+
+    def __init__(self, controller: RateController, *, lease: float = LEASE_SECONDS) -> None:
+        if not (math.isfinite(lease) and lease > 0):
+            raise ValueError(f"lease must be a finite number > 0, got {lease!r}")
+        self.controller = controller
+        self.lease = lease
+        self.granted = 0
+        self._next = -math.inf
+
+    def grant(self, k: int, now: float) -> Grant:
+        """Up to ``k`` (>= 1) send times from the next free slot on, spaced at the current rate.
+
+        Behind the schedule by at most one slot (a worker asked a moment late) keeps it, so
+        request round trips do not leak budget; further behind (idle), it starts afresh at
+        ``now``, so idleness never banks a burst. A Retry-After hold moves the start past it.
+        """
+        ctl = self.controller
+        interval = 1.0 / (ctl.current(now) * PACE_SHARE)
+        behind = now - self._next
+        start = self._next if 0.0 < behind <= interval else max(now, self._next)
+        start = max(start, ctl.hold_until)
+        room = math.floor((now + self.lease - start) / interval) + 1
+        n = max(1, min(k, MAX_GRANT, room))
+        times = tuple(start + i * interval for i in range(n))
+        self._next = start + n * interval
+        self.granted += n
+        return Grant(times, ctl.episodes)
+
+    def accepted(self, sent_ats: Iterable[float]) -> None:
+        """Record requests sent at ``sent_ats`` that were answered without a 429."""
+        for sent_at in sent_ats:
+            self.controller.on_accepted(sent_at)
+
+    def throttled(self, now: float, retry_after: float | None, sent_at: float | None) -> int:
+        """Record a 429 at ``now`` for a request sent at ``sent_at``; return the episode.
+
+        A new episode drops the reservations made at the old rate: the next grant starts at
+        ``now`` (or after the hold) at the cut rate.
+        """
+        before = self.controller.episodes
+        self.controller.on_throttled(now, retry_after, sent_at)
+        if self.controller.episodes != before:
+            self._next = now
+        return self.controller.episodes
+
+
+@dataclass(frozen=True, slots=True)
+class ClassStats:
+    """One request class as the budget sees it."""
+
+    rate: float
+    max_rate: float
+    granted: int
+    throttled: int
+    episodes: int
+
+
+def class_stats(book: SlotBook, now: float) -> ClassStats:
+    """The figures of one class at ``now``."""
+    ctl = book.controller
+    return ClassStats(ctl.current(now), ctl.max_rate, book.granted, ctl.throttled, ctl.episodes)
