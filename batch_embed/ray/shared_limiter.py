@@ -22,7 +22,7 @@ from .slots import Grant
 
 REPORT_EVERY = 32
 REPORT_SECONDS = 0.25
-STALE_SLOT = 0.05
+STALE_SLOT = 0.03
 """A granted slot this far in the past is dropped, not used: sending it late would bunch."""
 
 
@@ -43,7 +43,7 @@ class SharedLimiter:
         self._sleep = sleep
         self._slots: deque[float] = deque()
         self._waiting = 0
-        self._fetch: asyncio.Future[Grant] | None = None
+        self._fetch: asyncio.Future[None] | None = None
         self._accepted: list[float] = []
         self._reported_at = clock()
         self.acquired = 0
@@ -68,18 +68,23 @@ class SharedLimiter:
     async def _next_slot(self) -> float:
         while not self._slots:
             if self._fetch is None:
-                accepted, self._accepted = self._accepted, []
-                self._reported_at = self._clock()
-                ref = self._budget.grant.remote(self._cls, max(1, self._waiting), accepted)
-                self._fetch = asyncio.ensure_future(_awaited(ref))
-                self._fetch.add_done_callback(self._fetched)
+                self._fetch = asyncio.ensure_future(self._refill())
+            # Shielded: one acquire cancelled does not cancel the grant the others wait for.
             await asyncio.shield(self._fetch)
         return self._slots.popleft()
 
-    def _fetched(self, fetch: asyncio.Future[Grant]) -> None:
-        self._fetch = None
-        if not fetch.cancelled() and fetch.exception() is None:
-            self._slots.extend(fetch.result().times)
+    async def _refill(self) -> None:
+        """Ask the budget for as many slots as requests wait; the state is updated before
+        the task ends, so no waiter ever sees a finished fetch with its slots not yet in."""
+        accepted, self._accepted = self._accepted, []
+        self._reported_at = self._clock()
+        try:
+            grant: Grant = await self._budget.grant.remote(
+                self._cls, max(1, self._waiting), accepted
+            )
+            self._slots.extend(grant.times)
+        finally:
+            self._fetch = None
 
     def accepted(self, sent_at: float | None = None) -> None:
         """Buffer an acceptance; report the buffer when it is full or old."""
@@ -103,7 +108,3 @@ class SharedLimiter:
         self._budget.throttled.remote(self._cls, retry_after, sent_at, accepted)
         self._slots.clear()
 
-
-async def _awaited(ref: Any) -> Grant:
-    grant: Grant = await ref
-    return grant

@@ -8,9 +8,9 @@ actor out of the hot path (one call per lease, not per request), and the short l
 how far a rate cut can lag: slots already granted at the old rate cover at most one lease.
 
 A 429 reported by any worker goes to the controller, which cuts the rate for everyone and
-may pause the class (``hold_until``); a new congestion episode drops the reservations made
-at the old rate. Accepted sends are reported back in bulk, by send time, so the controller
-measures what the server let through, as it does in one process.
+may pause the class (``hold_until``); the worker that saw it drops the slots it holds.
+Accepted sends are reported back in bulk, by send time, so the controller measures what
+the server let through, as it does in one process.
 
 Every method takes ``now`` (Unix time, from ``time.time`` in the actor: slot times cross
 processes, so they are on the wall clock); nothing here sleeps.
@@ -22,12 +22,19 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..ratelimit import PACE_SHARE, RateController
+from ..ratelimit import RateController
 
 LEASE_SECONDS = 0.25
 """A grant covers at most this far ahead of now (but always holds one slot)."""
 MAX_GRANT = 64
 """The most slots one grant may hold, whatever is asked."""
+PACE_SHARE = 0.95
+"""Slots are spaced for this share of the allowed rate. One process can send within a
+millisecond of its slot (ratelimit.PACE_SHARE is 0.99); a worker in another process hears
+of its slot a round trip to the budget actor later and shares the CPU with its batch's
+decoding, so its sends can be tens of milliseconds late. Against a sliding window, a send
+late by more than the slack makes a later on-time send the window's one too many (a 429):
+5% under leaves 50 ms of lateness per second."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +84,11 @@ class SlotBook:
     def throttled(self, now: float, retry_after: float | None, sent_at: float | None) -> int:
         """Record a 429 at ``now`` for a request sent at ``sent_at``; return the episode.
 
-        A new episode drops the reservations made at the old rate: the next grant starts at
-        ``now`` (or after the hold) at the cut rate.
+        The schedule is not moved back (as a one-process limiter's is): the slots granted
+        before the 429 are in other workers' hands and will be used, so the next grant
+        starts after them, at the cut rate (or after the hold).
         """
-        before = self.controller.episodes
         self.controller.on_throttled(now, retry_after, sent_at)
-        if self.controller.episodes != before:
-            self._next = now
         return self.controller.episodes
 
 
