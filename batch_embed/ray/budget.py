@@ -9,6 +9,7 @@ rates win: a later ``embed_dataset`` with other rates reuses the live actor as i
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 import time
@@ -16,11 +17,13 @@ from typing import Any
 
 import ray
 
-from ..ratelimit import RateController
-from .slots import ClassStats, Grant, SlotBook, class_stats
+from .slots import ClassStats, Grant, SlotBook, class_stats, shared_controller
 
 BUDGET_PREFIX = "batch_embed_budget:"
 ACTOR_CONCURRENCY = 1000
+REPORT_DELAY = 0.15
+"""Seconds a 429 waits for the acceptances reported after it (shared_limiter.REPORT_SECONDS
+and a round trip)."""
 
 
 class RequestClass(enum.Enum):
@@ -42,8 +45,8 @@ class Budget:
 
     def __init__(self, *, submit_rate: float, read_rate: float) -> None:
         self.books = {
-            RequestClass.SUBMIT: SlotBook(RateController(submit_rate)),
-            RequestClass.READ: SlotBook(RateController(read_rate)),
+            RequestClass.SUBMIT: SlotBook(shared_controller(submit_rate)),
+            RequestClass.READ: SlotBook(shared_controller(read_rate)),
         }
 
     def grant(self, cls: RequestClass, k: int, accepted: list[float], now: float) -> Grant:
@@ -90,7 +93,17 @@ class BudgetActor:
         sent_at: float | None,
         accepted: list[float],
     ) -> int:
-        return self._budget.throttled(cls, retry_after, sent_at, accepted, time.time())
+        """Record a 429, once the other workers' acceptances sent before it are in.
+
+        The controller measures the accepted rate before the throttled send to choose its
+        cut; workers report acceptances every REPORT_SECONDS, so the 429 is applied (at the
+        time it was reported) only after that long: reacting at once would find the
+        window short of the acceptances still on their way and cut far too deep.
+        """
+        now = time.time()
+        self._budget.report(cls, accepted)
+        await asyncio.sleep(REPORT_DELAY)
+        return self._budget.throttled(cls, retry_after, sent_at, [], now)
 
     async def stats(self) -> dict[str, ClassStats]:
         return self._budget.stats(time.time())

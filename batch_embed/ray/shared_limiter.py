@@ -21,7 +21,9 @@ from .budget import RequestClass
 from .slots import Grant
 
 REPORT_EVERY = 32
-REPORT_SECONDS = 0.25
+REPORT_SECONDS = 0.1
+MIN_RETRY = 0.005
+"""Shortest wait before asking again after a grant of no slots."""
 STALE_SLOT = 0.03
 """A granted slot this far in the past is dropped, not used: sending it late would bunch."""
 
@@ -83,6 +85,8 @@ class SharedLimiter:
                 self._cls, max(1, self._waiting), accepted
             )
             self._slots.extend(grant.times)
+            if not grant.times:
+                await self._sleep(max(MIN_RETRY, grant.retry_at - self._clock()))
         finally:
             self._fetch = None
 
@@ -107,4 +111,3 @@ class SharedLimiter:
         self._reported_at = self._clock()
         self._budget.throttled.remote(self._cls, retry_after, sent_at, accepted)
         self._slots.clear()
-

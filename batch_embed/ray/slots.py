@@ -3,7 +3,8 @@
 A :class:`SlotBook` holds one request class's :class:`~batch_embed.ratelimit.RateController`
 (the one rate algorithm of the package) and hands out send times spaced at its current rate,
 several at a time: a worker asks for ``k`` slots and gets up to ``k`` wall-clock times, as
-many as fall within ``LEASE_SECONDS`` of now (at least one). Granting ahead keeps the budget
+many as fall within ``LEASE_SECONDS`` of now (none, and when to ask again, if the next
+free slot is later: slots are never reserved further ahead). Granting ahead keeps the budget
 actor out of the hot path (one call per lease, not per request), and the short lease bounds
 how far a rate cut can lag: slots already granted at the old rate cover at most one lease.
 
@@ -22,28 +23,32 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..ratelimit import RateController
+from ..ratelimit import PACE_SHARE, RateController
 
 LEASE_SECONDS = 0.25
 """A grant covers at most this far ahead of now (but always holds one slot)."""
 MAX_GRANT = 64
 """The most slots one grant may hold, whatever is asked."""
-PACE_SHARE = 0.95
-"""Slots are spaced for this share of the allowed rate. One process can send within a
-millisecond of its slot (ratelimit.PACE_SHARE is 0.99); a worker in another process hears
-of its slot a round trip to the budget actor later and shares the CPU with its batch's
-decoding, so its sends can be tens of milliseconds late. Against a sliding window, a send
-late by more than the slack makes a later on-time send the window's one too many (a 429):
-5% under leaves 50 ms of lateness per second."""
+HEADROOM = 0.96
+"""A shared budget's controller is set to this share of the rate asked for. One process
+sends within a millisecond of its slot (and paces at ratelimit.PACE_SHARE, 1% under); a
+worker in another process hears of its slot a round trip to the budget actor later and
+shares the CPU with its batch's decoding, so its sends can be tens of milliseconds late.
+Against a sliding window, a send late by more than the slack makes a later on-time send the
+window's one too many (a 429); 5% under in all leaves ~50 ms of lateness per second. It is
+a smaller rate, not a sparser pacing, so the controller's at-the-limit test (all sent was
+accepted) still holds."""
 
 
 @dataclass(frozen=True, slots=True)
 class Grant:
     """Send times (Unix seconds, ascending) granted to one worker, and the episode they
-    were paced in (slots from an older episode are stale once a 429 cut the rate)."""
+    were paced in; no times when the next free slot is beyond the lease: ask again at
+    ``retry_at``."""
 
     times: tuple[float, ...]
     episode: int
+    retry_at: float = 0.0
 
 
 class SlotBook:
@@ -58,7 +63,8 @@ class SlotBook:
         self._next = -math.inf
 
     def grant(self, k: int, now: float) -> Grant:
-        """Up to ``k`` (>= 1) send times from the next free slot on, spaced at the current rate.
+        """Up to ``k`` (>= 1) send times from the next free slot on, spaced at the current
+        rate, none later than the lease; none at all when the next free slot is later.
 
         Behind the schedule by at most one slot (a worker asked a moment late) keeps it, so
         request round trips do not leak budget; further behind (idle), it starts afresh at
@@ -69,6 +75,9 @@ class SlotBook:
         behind = now - self._next
         start = self._next if 0.0 < behind <= interval else max(now, self._next)
         start = max(start, ctl.hold_until)
+        if start > now + self.lease:
+            # Every slot of the lease is in other workers' hands (or the class is held).
+            return Grant((), ctl.episodes, retry_at=start - self.lease)
         room = math.floor((now + self.lease - start) / interval) + 1
         n = max(1, min(k, MAX_GRANT, room))
         times = tuple(start + i * interval for i in range(n))
@@ -101,6 +110,12 @@ class ClassStats:
     granted: int
     throttled: int
     episodes: int
+
+
+def shared_controller(rate: float) -> RateController:
+    """The controller of a class whose budget ``rate`` (requests/s) is shared across
+    processes: ``HEADROOM`` of it."""
+    return RateController(rate * HEADROOM)
 
 
 def class_stats(book: SlotBook, now: float) -> ClassStats:
