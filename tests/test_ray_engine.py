@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +15,8 @@ from batch_embed.ray import embed_dataset, split_results
 from batch_embed.retry import RetryPolicy
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cli_fixtures import EmulatorProcess  # noqa: E402
-from ray_fixtures import SubmitRecorder, collect, start_ray, stats_at  # noqa: E402
+from cli_fixtures import EmulatorProcess
+from ray_fixtures import SubmitRecorder, collect, start_ray, stats_at
 
 KEY = "sk-ray-test-secret-0123456789"
 LIMIT = 20
@@ -103,20 +102,29 @@ def test_error_rows_keep_their_place_and_never_show_the_key() -> None:
         stats = stats_at(emu.url)
 
     assert good.num_rows + bad.num_rows == len(rows)
-    kinds = dict(zip(bad.column("id").to_pylist(), bad.column("error_kind").to_pylist(), strict=True))
+    kinds = dict(
+        zip(bad.column("id").to_pylist(), bad.column("error_kind").to_pylist(), strict=True)
+    )
     assert kinds == {"r1": "bad_input", "r2": "failed", "r3": "rejected", "r15": "failed"}
     assert "embedding" not in bad.column_names
     assert "error_kind" not in good.column_names
     for message in bad.column("error").to_pylist():
         assert KEY not in message
-    assert "blocked" in dict(zip(bad.column("id").to_pylist(), bad.column("error").to_pylist(), strict=True))["r2"]
+    assert (
+        "blocked"
+        in dict(zip(bad.column("id").to_pylist(), bad.column("error").to_pylist(), strict=True))[
+            "r2"
+        ]
+    )
     for row_id, text, vector in zip(
         good.column("id").to_pylist(),
         good.column("text").to_pylist(),
         good.column("embedding").to_pylist(),
         strict=True,
     ):
-        assert np.array_equal(np.asarray(vector, dtype=np.float32), expected_vector(text, DIM)), row_id
+        assert np.array_equal(np.asarray(vector, dtype=np.float32), expected_vector(text, DIM)), (
+            row_id
+        )
     # Each billed text once: the blocked one too, though two rows asked for it.
     assert stats["max_submits_per_text"] == 1
     assert stats["jobs_created"] == len({t for t in texts if t and "fail-submit" not in t})
