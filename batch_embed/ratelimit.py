@@ -21,6 +21,11 @@ stop.
 the current rate (virtual scheduling: each acquire reserves the next slot) and passes
 through an ``aiolimiter.AsyncLimiter`` set to the configured rate, the hard ceiling that
 no adaptation can overrun.
+
+:class:`Limiter` is what a stage needs of either: ``acquire``, then ``accepted`` or
+``throttled`` with the time ``acquire`` returned. :class:`AdaptiveLimiter` is the one-process
+limiter; :mod:`batch_embed.ray.shared_limiter` implements it over a budget shared by many
+processes.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiolimiter import AsyncLimiter
 
@@ -76,6 +82,25 @@ FULL_PACE = 0.995
 """A measured accepted rate this close to the paced rate means nothing sent was refused..."""
 AT_LIMIT_SHARE = 0.99
 """... and the rate steps back only this far (then grows back over RECOVERY_SECONDS)."""
+
+
+class Limiter(Protocol):
+    """Paces one request class: wait for a slot, then report how the request was answered.
+
+    ``sent_at`` is the value :meth:`acquire` returned (on whatever clock the limiter keeps).
+    """
+
+    async def acquire(self) -> float:
+        """Wait until one request may be sent; return its send time."""
+        ...
+
+    def accepted(self, sent_at: float | None = None) -> None:
+        """The request sent at ``sent_at`` was answered (not 429)."""
+        ...
+
+    def throttled(self, retry_after: float | None, sent_at: float | None = None) -> None:
+        """The request sent at ``sent_at`` was answered 429 (``retry_after`` seconds, if said)."""
+        ...
 
 
 @dataclass(slots=True)

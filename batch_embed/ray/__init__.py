@@ -1,0 +1,28 @@
+"""batch_embed on a Ray cluster: ``embed_dataset(ds)`` maps Segmind embeddings over a
+``ray.data.Dataset`` with a pool of actors that share one rate budget and submit each
+distinct text once.
+
+Rooms, in the order a row meets them::
+
+    dataset.py         embed_dataset / split_results: creates the actors, maps the workers
+    worker.py          EmbedWorker: one batch in, the same rows with vectors out
+    texts.py           one text: claim, submit or join, poll, fetch
+    calls.py           the one retry loop (429 -> budget, 5xx -> RetryPolicy, 404 -> lost)
+    shared_limiter.py  a ratelimit.Limiter over the budget actor (slots granted in leases)
+    budget.py          the budget actor (submit and read rates for the whole cluster)
+    slots.py           the pure slot granting behind it, on ratelimit.RateController
+    registry.py        the registry actor: one submit per text across actors
+    claims.py          the pure claim states behind it
+    columns.py         the added columns; the vectors / errors split
+    fixed_rate.py      the naive per-actor limiter (benchmark baseline)
+    cli_run.py         ``batch-embed run --engine ray``
+
+Requires ``pip install 'batch_embed[ray]'``; the rest of batch_embed never imports this.
+"""
+
+from __future__ import annotations
+
+from .columns import EMBEDDING, ERROR, ERROR_KIND
+from .dataset import embed_dataset, split_results
+
+__all__ = ["EMBEDDING", "ERROR", "ERROR_KIND", "embed_dataset", "split_results"]
