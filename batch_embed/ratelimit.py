@@ -109,6 +109,9 @@ class RateController:
 
     max_rate: float
     min_rate: float = 0.0
+    full_pace: float = FULL_PACE
+    """A measured accepted rate this share of the paced rate or more means all we sent
+    went through (see FULL_PACE; a budget shared across processes sets it lower)."""
     rate: float = field(init=False)
     hold_until: float = field(default=0.0, init=False)
     throttled: int = field(default=0, init=False)
@@ -211,7 +214,7 @@ class RateController:
         hit = self.current(now)
         measured = self.accepted_rate(sent_at if sent_at is not None else now)
         self.episodes += 1
-        if measured is not None and measured >= hit * PACE_SHARE * FULL_PACE:
+        if measured is not None and measured >= hit * PACE_SHARE * self.full_pace:
             # The server let through all we sent: we are at its limit, not over it, and a
             # bunch in transit overflowed its window. Step back a little, not far.
             self._limit_rate, self._share = hit, AT_LIMIT_SHARE
