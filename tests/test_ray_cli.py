@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +195,32 @@ def write_parquet(s3: S3, path: str, table: pa.Table) -> None:
     sink = io.BytesIO()
     pq.write_table(table, sink)
     put(s3.fs, path, sink.getvalue())
+
+
+def test_without_ray_installed_the_engine_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    source = tmp_path / "corpus.jsonl"
+    write_corpus(source, corpus(3))
+    no_ray = (
+        "import sys; sys.modules['ray'] = None; from batch_embed.cli import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    command = [sys.executable, "-c", no_ray, "run", str(source), "-o", str(tmp_path / "out")]
+    result = subprocess.run(
+        [*command, "--engine", "ray", "--emulate"],
+        env=cli_env(KEY),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "batch-embed: error: --engine ray needs `pip install 'batch_embed[ray]'`"
+    )
+    local = subprocess.run(
+        [*command, "--emulate", "--quiet"],
+        env=cli_env(KEY),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert local.returncode == 0, local.stderr  # the local engine never imports ray
