@@ -161,7 +161,10 @@ def test_a_single_file_output_is_refused(tmp_path: Path) -> None:
     source = tmp_path / "corpus.jsonl"
     write_corpus(source, corpus(3))
     result = ray_run([source], tmp_path / "out.parquet", "http://127.0.0.1:9")
-    assert result.returncode == 2 and "not one .parquet file" in result.stderr
+    assert result.returncode == 2 and "not one file" in result.stderr
+    errors = tmp_path / "errors.jsonl"
+    result = ray_run([source], tmp_path / "out", "http://127.0.0.1:9", "--errors", str(errors))
+    assert result.returncode == 2 and f"--errors {errors}:" in result.stderr
 
 
 def test_inputs_and_output_in_object_storage(tmp_path: Path) -> None:
@@ -224,3 +227,92 @@ def test_without_ray_installed_the_engine_is_a_one_line_usage_error(tmp_path: Pa
         timeout=30,
     )
     assert local.returncode == 0, local.stderr  # the local engine never imports ray
+
+
+# The output rules of batch_embed.ray.cli_outputs, on local files (no Ray started).
+
+
+def write_run(store_dir: Path, run: str, name: str, rows: dict[int, str]) -> None:
+    import pyarrow.parquet as pq
+
+    (store_dir / run).mkdir(parents=True, exist_ok=True)
+    table = pa.table({"id": list(rows), "text_sha256": list(rows.values())})
+    pq.write_table(table, store_dir / run / name)
+
+
+def test_the_latest_run_of_an_id_wins_and_unreadable_files_are_removed(tmp_path: Path) -> None:
+    from batch_embed.ray.cli_outputs import ID, TEXT_HASH, Store, prune_superseded, read_index
+
+    out = tmp_path / "out"
+    write_run(out, "run-1", "a.parquet", {1: "h1", 2: "h2"})
+    write_run(out, "run-1", "b.parquet", {3: "h3"})
+    write_run(out, "run-2", "c.parquet", {1: "h1-new", 3: "h3-new"})
+    (out / "run-2" / "killed.parquet").write_bytes(b"PAR1")
+    (out / "run-2" / ".c.parquet.tmp").write_bytes(b"a rewrite killed midway")
+    store = Store.at(out)
+    index = read_index(store, (ID, TEXT_HASH))
+    assert index.removed == (f"{out}/run-2/killed.parquet",)
+    assert not (out / "run-2" / ".c.parquet.tmp").exists()
+    kept, removed = prune_superseded(store, index)
+    assert removed == 2
+    assert not (out / "run-1" / "b.parquet").exists()  # its only row was superseded
+    left = read_index(store, (ID, TEXT_HASH)).table
+    pairs = sorted(zip(left[ID].to_pylist(), left[TEXT_HASH].to_pylist(), strict=True))
+    assert pairs == [(1, "h1-new"), (2, "h2"), (3, "h3-new")]
+    assert kept.table.num_rows == 3
+
+
+def test_earlier_errors_kept_are_the_latest_content_failures_not_embedded_since(
+    tmp_path: Path,
+) -> None:
+    import pyarrow.parquet as pq
+
+    from batch_embed.ray.cli_outputs import ERROR_COLUMNS, Store, keys_of, latest_errors
+    from batch_embed.ray.cli_outputs import read_index as index_of
+
+    errors = tmp_path / "errors"
+    for run, rows in {
+        "run-1": [(1, "h1", "failed"), (2, "h2", "failed"), (4, "h4", "bad_output")],
+        "run-2": [(1, "h1", "retries_exhausted"), (3, "h3", "rejected")],
+    }.items():
+        (errors / run).mkdir(parents=True)
+        ids, hashes, kinds = zip(*rows, strict=True)
+        table = pa.table(
+            {"id": ids, "text_sha256": hashes, "error_kind": kinds, "error": ["why"] * len(ids)}
+        )
+        pq.write_table(table, errors / run / "part.parquet")
+    index = index_of(Store.at(errors), ERROR_COLUMNS)
+    done = keys_of(pa.array([4]), pa.array(["h4"]))  # embedded since
+    kept = latest_errors(index, done, retry_failed=False)
+    # 1: its latest error passes (retried); 4: embedded since; 2 and 3: content failures
+    assert sorted(kept["key"].to_pylist()) == ["2\x1fh2", "3\x1fh3"]
+    assert latest_errors(index, done, retry_failed=True).num_rows == 0
+
+
+def test_a_batch_retried_by_ray_replaces_its_own_errors_file(tmp_path: Path) -> None:
+    from batch_embed.ray.cli_outputs import Known, Store, split
+
+    known = Known(pa.array([], pa.string()), pa.table({"key": pa.array([], pa.string())}))
+    batch = pa.table(
+        {
+            "id": [1, 2, 3],
+            "text": ["a", None, "c"],
+            "text_sha256": ["ha", None, "hc"],
+            "bad": [None, "field 'text': text is null", None],
+            "embedding": pa.array([[1.0], None, None], pa.list_(pa.float32(), 1)),
+            "error_kind": [None, "bad_input", "failed"],
+            "error": [None, "column 'text' is missing", "blocked"],
+        }
+    )
+    store = Store.at(tmp_path / "errors")
+    for _ in range(2):
+        vectors = split(batch, known=known, errors=store, run="run-1")
+    assert vectors.column_names == ["id", "embedding", "text_sha256"]
+    assert vectors["id"].to_pylist() == [1]
+    files = list((tmp_path / "errors" / "run-1").iterdir())
+    assert len(files) == 1
+    rows = read_dir(tmp_path / "errors").to_pylist()
+    assert [(r["id"], r["error_kind"], r["error"]) for r in rows] == [
+        (2, "bad_input", "field 'text': text is null"),
+        (3, "failed", "blocked"),
+    ]

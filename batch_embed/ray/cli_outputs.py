@@ -77,6 +77,8 @@ CONTENT_KINDS = frozenset(
 ``--retry-failed``)."""
 VECTOR_COLUMNS = (ID, EMBEDDING, TEXT_HASH)
 ERROR_COLUMNS = (ID, TEXT_HASH, ERROR_KIND, ERROR)
+FILE_ENDINGS = (".parquet", ".jsonl", ".ndjson", ".json")
+"""Names that say one file, which this engine does not write (the local engine does)."""
 _RUN = "run"
 _FILE = "file"
 
@@ -90,22 +92,22 @@ class Store:
     name: str
 
     @classmethod
-    def at(cls, target: Path | str) -> Store:
+    def at(cls, target: Path | str, flag: str = "--output") -> Store:
         """The store of ``--output`` or ``--errors`` (ConfigError: a file, an unusable URI)."""
-        if str(target).endswith(".parquet") and not Path(target).is_dir():
+        if str(target).endswith(FILE_ENDINGS) and not Path(target).is_dir():
             raise ConfigError(
-                f"--output {target}: --engine ray writes a directory (or an object-storage "
-                "prefix) of Parquet files, not one .parquet file; name a directory"
+                f"{flag} {target}: --engine ray writes a directory (or an object-storage "
+                "prefix) of Parquet files, not one file; name a directory"
             )
         if isinstance(target, str) and is_uri(target):
             try:
                 fs, path = remote(target)
             except InputError as err:
-                raise ConfigError(f"output {target}: {err.reason}") from None
+                raise ConfigError(f"{flag} {target}: {err.reason}") from None
             return cls(for_writing(fs), path.rstrip("/"), target.rstrip("/"))
         local = Path(target)
         if local.exists() and not local.is_dir():
-            raise ConfigError(f"--output {local}: exists and is not a directory")
+            raise ConfigError(f"{flag} {local}: exists and is not a directory")
         return cls(pafs.LocalFileSystem(), str(local.resolve()), str(target))
 
     @property

@@ -99,7 +99,9 @@ def run(args: argparse.Namespace, api: Api, log: Log) -> Outcome:
     """One run on Ray (see the module doc); the outcome the CLI maps to its exit code."""
     started = time.monotonic()
     output = Store.at(args.output)
-    errors = Store.at(args.errors if args.errors is not None else errors_beside(args.output))
+    errors = Store.at(
+        args.errors if args.errors is not None else errors_beside(args.output), "--errors"
+    )
     if output.shown() == errors.shown() or output.path() == errors.path():
         raise ConfigError("--errors must not be the output directory")
     own = OwnPaths.directories(
