@@ -82,8 +82,10 @@ def test_every_row_once_a_rerun_pays_nothing_and_a_grown_corpus_pays_its_growth(
     write_corpus(source, rows)
     texts = {r["id"]: r["text"] for r in rows}
     with EmulatorProcess(*EMULATOR, "--fail-rate", "0.15") as emu:
-        first = ray_run([source], out, emu.url)
+        first = ray_run([source], out, emu.url, "--summary-json", str(tmp_path / "s.json"))
         assert first.returncode == 3, first.stderr  # some rows failed
+        summary_json = json.loads((tmp_path / "s.json").read_text())
+        assert summary_json["outcome"] == "rows_failed"
         vectors, errors = read_dir(out), read_dir(tmp_path / "vectors.errors")
         assert sorted(vectors.column_names) == ["embedding", "id", "text_sha256"]
         assert vectors.schema.field("embedding").type == pa.list_(pa.float32(), DIM)
@@ -94,6 +96,8 @@ def test_every_row_once_a_rerun_pays_nothing_and_a_grown_corpus_pays_its_growth(
         assert sorted(vectors["id"].to_pylist() + [e["id"] for e in failed]) == list(range(30))
         paid = submits(emu)
         assert paid == 30 - sum(1 for r in rows if not r["text"])
+        assert summary_json["rows_embedded"] == vectors.num_rows
+        assert summary_json["rows_failed"] == len(failed)
 
         # A write killed midway leaves a file with no footer: removed, nothing paid again.
         (out / "run-00000000T000000Z-killed").mkdir()
@@ -137,6 +141,22 @@ def test_a_missing_field_is_refused_before_any_call(tmp_path: Path) -> None:
         assert str(source) in result.stderr and "'text'" in result.stderr
         assert submits(emu) == 0
     assert not (tmp_path / "out").exists()
+
+
+def test_a_refused_key_stops_the_run_with_exit_4_and_one_line(tmp_path: Path) -> None:
+    source = tmp_path / "corpus.jsonl"
+    write_corpus(source, corpus(5))
+    with EmulatorProcess(*EMULATOR) as emu:
+        command = batch_embed_cli(
+            "run", source, "-o", tmp_path / "out", "--engine", "ray", "--base-url", emu.url
+        )
+        result = subprocess.run(
+            command, env=cli_env("sk-wrong"), capture_output=True, text=True, timeout=90
+        )
+        assert submits(emu) == 0
+    assert result.returncode == 4, result.stderr
+    assert "batch-embed: error: run aborted: POST /v2/" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -75,6 +75,9 @@ REFUSED: Mapping[str, str] = {
 QUIET_LOGGERS = (
     "ray._private.authentication.authentication_token_setup",
     "ray.data._internal.progress",
+    # These log a failed task's whole traceback, then raise it to us: we say it once.
+    "ray.data._internal.execution.streaming_executor_state",
+    "ray.data.exceptions",
 )
 
 
@@ -166,7 +169,8 @@ def run(args: argparse.Namespace, api: Api, log: Log) -> Outcome:
             aborted = _cause(err, RunAborted)
             if aborted is None:
                 raise
-            log.error(str(aborted), event="aborted")
+            # Ray appends its retry advice to the message: the first line is ours.
+            log.error(str(aborted).splitlines()[0], event="aborted")
             return _report(args, log, Outcome.ABORTED, output, errors, run_name, started)
     finally:
         ray.shutdown()
@@ -223,7 +227,8 @@ def _cause(err: BaseException, kind: type[BatchEmbedError]) -> BatchEmbedError |
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, kind):
-            return current
+            inner = getattr(current, "cause", None)  # RayTaskError(kind) holds the original
+            return inner if isinstance(inner, kind) else current
         cause = getattr(current, "cause", None)
         current = cause if isinstance(cause, BaseException) else current.__cause__
     return None
@@ -235,12 +240,15 @@ def _start_ray(address: str | None) -> None:
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     context.verbose_stats_logs = False
+    # A worker's RunAborted reaches the driver as itself, not as a UserCodeException that
+    # keeps only its text (the exit code says the API stopped the run).
+    context.raise_original_map_exception = True
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # Said on every run, and not the user's concern: "Token authentication is enabled"
-    # (a local instance's default), "Progress bars disabled" (we did).
+    # (a local instance's default), "Progress bars disabled" (we did); and see below.
     for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     if address is None:
         ray.init(logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False)
     else:
