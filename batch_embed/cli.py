@@ -24,11 +24,12 @@ import functools
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from . import loop as event_loop
 from .api_root import DEFAULT_ROOT
-from .cli_args import build_parser
+from .cli_args import DEFAULT_RAY_WORKERS, build_parser
 from .client import API_KEY_ENV
 from .config import DEFAULT_READ_RATE, DEFAULT_RPM, RunConfig
 from .credit_check import check_before_paying, show_for_plan
@@ -74,10 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return emulator_main(args_list[1:])
     # Until the run installs its own handlers (after --emulate's emulator has started),
     # SIGTERM acts as SIGINT: the runner cancels the start cleanly, and the exit code is 5.
-    return interruptible(lambda: event_loop.run(_run(args_list)))
+    return interruptible(lambda: _then(event_loop.run(_run(args_list))))
 
 
-async def _run(argv: list[str]) -> int:
+def _then(result: int | Callable[[], int]) -> int:
+    """The exit code, or what is left to do outside the event loop (``--engine ray``)."""
+    return result if isinstance(result, int) else result()
+
+
+async def _run(argv: list[str]) -> int | Callable[[], int]:
     log = Log(_log_format_hint(argv, os.environ))  # until the settings are read
     try:
         parsed = build_parser().parse_args(argv)
@@ -92,6 +98,16 @@ async def _run(argv: list[str]) -> int:
             report_settings(settings, json_output=args.json)
             return EXIT_OK
         _check_required(args)
+        if _on_ray_engine(args):
+            if args.command == "plan":
+                raise ConfigError(
+                    "plan does not know --engine ray: a ray run pays only for "
+                    "the rows its output does not hold yet"
+                )
+            # Ray blocks: it runs after the event loop, where Ctrl-C is a KeyboardInterrupt.
+            return functools.partial(_run_on_ray, args, settings.sources, settings.api_key, log)
+        if args.workers is not None:
+            raise ConfigError("--workers is for --engine ray (the local engine: --max-in-flight)")
         if args.command == "plan":
             return await _plan(args, settings.api_key, log)
         async with _api(args, settings.api_key, log) as (base_url, api_key, rpm, read_rate):
@@ -108,16 +124,78 @@ async def _run(argv: list[str]) -> int:
                 ),
             )
         report_run(result, args.summary_json, log)
-    except (ConfigError, InputError, JournalLocked) as err:
+    except BatchEmbedError as err:
+        return _exit_for(err, log)
+    return EXIT_CODES[result.outcome]
+
+
+def _exit_for(err: BatchEmbedError, log: Log) -> int:
+    """Say why the run could not start or go on; its exit code."""
+    if isinstance(err, ConfigError | InputError | JournalLocked):
         log.error(str(err), event="refused")
         return EXIT_USAGE
-    except WriteFailed as err:
+    if isinstance(err, WriteFailed):
         log.error(f"{err}; free space and run again", event="write_failed", path=err.path)
         return EXIT_WRITE_FAILED
+    log.error(str(err))
+    return EXIT_BUG
+
+
+def _on_ray_engine(args: argparse.Namespace) -> bool:
+    return bool(args.engine == "ray" or args.ray_address is not None)
+
+
+def _run_on_ray(
+    args: argparse.Namespace, sources: Mapping[str, str], api_key: str | None, log: Log
+) -> int:
+    """``run --engine ray`` (:mod:`batch_embed.ray.cli_run`, imported only here)."""
+    try:
+        try:
+            from .ray import cli_run
+        except ImportError as err:
+            if (err.name or "").partition(".")[0] != "ray":
+                raise
+            raise ConfigError("--engine ray needs `pip install 'batch_embed[ray]'`") from None
+        cli_run.refuse_flags(sources)
+        if args.workers is None:
+            args.workers = DEFAULT_RAY_WORKERS
+        with _ray_api(args, api_key, log) as api:
+            outcome = cli_run.run(args, cli_run.Api(**api), log)
     except BatchEmbedError as err:
-        log.error(str(err))
-        return EXIT_BUG
-    return EXIT_CODES[result.outcome]
+        return _exit_for(err, log)
+    return EXIT_CODES[outcome]
+
+
+@contextlib.contextmanager
+def _ray_api(args: argparse.Namespace, api_key: str | None, log: Log) -> Iterator[dict[str, Any]]:
+    """:func:`_api` for a run outside the event loop: the emulator on a thread of its own."""
+    _check_conflicts(args)
+    if not args.emulate:
+        key = _require_key(api_key)
+        rpm, read_rate = _real_budget(args)
+        yield {
+            "base_url": args.base_url or DEFAULT_ROOT,
+            "api_key": key,
+            "rpm": rpm,
+            "read_rate": read_rate,
+        }
+        return
+    if args.base_url is not None:
+        raise ConfigError("--emulate and --base-url conflict: the emulator is the API")
+    if args.ray_address is not None:
+        raise ConfigError(
+            "--emulate and --ray-address conflict: the emulator listens on this machine's "
+            "loopback, which the cluster's workers cannot reach"
+        )
+    from .emulator import EmulatorConfig, EmulatorThread
+
+    emulator_config = EmulatorConfig(
+        submit_limit=EMULATE_SUBMIT_LIMIT, read_limit=EMULATE_READ_LIMIT
+    )
+    with EmulatorThread(emulator_config) as emulator:
+        log.info(f"emulator listening on {emulator.url}", event="emulator", url=emulator.url)
+        rpm, read_rate = _emulated_budget(args)
+        yield {"base_url": emulator.url, "api_key": EMULATE_KEY, "rpm": rpm, "read_rate": read_rate}
 
 
 def _log_format_hint(argv: Sequence[str], environ: Mapping[str, str]) -> LogFormat:
@@ -225,13 +303,7 @@ async def _api(
     """Yield (base_url, key, rpm, read_rate): the real API, or a started emulator."""
     _check_conflicts(args)
     if not args.emulate:
-        if not api_key:
-            raise ConfigError(
-                f"no API key: set {API_KEY_ENV}=<your key> (https://cloud.segmind.com) or "
-                "api-key in a config file readable by you only, or add --emulate to try "
-                "batch-embed against its built-in emulator"
-            )
-        yield (args.base_url or DEFAULT_ROOT, api_key, *_real_budget(args))
+        yield (args.base_url or DEFAULT_ROOT, _require_key(api_key), *_real_budget(args))
         return
     if args.base_url is not None:
         raise ConfigError("--emulate and --base-url conflict: the emulator is the API")
@@ -243,6 +315,16 @@ async def _api(
     async with Emulator(emulator_config) as emulator:
         log.info(f"emulator listening on {emulator.url}", event="emulator", url=emulator.url)
         yield (emulator.url, EMULATE_KEY, *_emulated_budget(args))
+
+
+def _require_key(api_key: str | None) -> str:
+    if not api_key:
+        raise ConfigError(
+            f"no API key: set {API_KEY_ENV}=<your key> (https://cloud.segmind.com) or "
+            "api-key in a config file readable by you only, or add --emulate to try "
+            "batch-embed against its built-in emulator"
+        )
+    return api_key
 
 
 def _install_signals(stop: asyncio.Event, log: Log) -> None:

@@ -21,6 +21,10 @@ from .progress import DEFAULT_LOG_EVERY
 from .spending import DEFAULT_MAX_RESUBMITS
 from .storage import is_uri, refuse_credentials
 
+ENGINES = ("local", "ray")
+DEFAULT_RAY_WORKERS = 2
+"""batch_embed.ray's DEFAULT_WORKERS, repeated here so that --help never imports ray."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``batch-embed`` argument parser (``run``, ``plan`` and ``emulator``)."""
@@ -279,6 +283,28 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         default="text",
         help="text (default), or json: every line on stderr one JSON object (progress, "
         "warnings, errors, the summary) for log collectors",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local (default): this machine reads, embeds and writes; ray: a Ray cluster "
+        "does, through Ray Data (OUT is then a directory or prefix; needs "
+        "`pip install 'batch_embed[ray]'`)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="the Ray cluster to run on (auto: the one this machine belongs to); implies "
+        "--engine ray (default: start a local Ray instance)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"--engine ray: the embedding actors (default: {DEFAULT_RAY_WORKERS})",
     )
     # Advanced, hidden: the size of the committed parts (tests, tuning).
     parser.add_argument("--rows-per-part", type=_positive_int, default=None, help=argparse.SUPPRESS)

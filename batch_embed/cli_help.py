@@ -13,6 +13,7 @@ examples:
   batch-embed run --config nightly.toml --log-format json   # settings from a file, for cron
   batch-embed run s3://corpora/docs/ --output v.parquet --dimensions 1024
   batch-embed run s3://corpora/docs/ --output s3://vectors/docs   # parts in the bucket
+  batch-embed run s3://corpora/docs/ --id-field id --output s3://vectors/docs --engine ray
 
 The API key comes from ${API_KEY_ENV}. Output: a .parquet file, or a directory of part
 files; columns id, embedding (fixed_size_list<float32>[dim]), text_sha256. Rows that could
@@ -24,6 +25,11 @@ storage keeps its journal on local disk, under ~/.cache/batch_embed/ (or --state
 A re-run pays only for what changed: rows whose key and text the output already holds
 are skipped (the output is the record, even with the journal gone), a changed text is
 embedded again and its old vector replaced, a known text under a new key is copied.
+
+--engine ray (or --ray-address ADDR) has a Ray cluster read, embed and write through Ray
+Data: OUT is a directory or prefix with one run-<time>-<random>/ subdirectory per run,
+errors are Parquet in OUT.errors/, ids are required, and the flags of the journal and the
+submit cap are refused. It too pays only for the (id, text) pairs OUT does not hold.
 
 exit codes:
   0  every row embedded (or skipped)      4  the API stopped the run (401/403/406/model)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,15 @@ class OwnPaths:
                 (str(layout.errors_upload), f"the errors file {layout.errors_upload}")
             )
         return cls(tuple(files), tuple(dirs), tuple(remote_files), tuple(remote_dirs))
+
+    @classmethod
+    def directories(
+        cls, local: Sequence[tuple[Path, str]], remote: Sequence[tuple[str, str]]
+    ) -> OwnPaths:
+        """A run that writes only directories: local (path, what) and remote (URI, what)."""
+        dirs = tuple(_Own.at(path, what) for path, what in local)
+        remote_dirs = tuple((uri.rstrip("/"), f"{what} {uri}") for uri, what in remote)
+        return cls(dirs=dirs, remote_dirs=remote_dirs)
 
     def remote_owner(self, uri: str) -> str | None:
         """What of the run the object or prefix ``uri`` is or lies in (None: not the run's)."""

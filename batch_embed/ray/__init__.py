@@ -15,7 +15,9 @@ Rooms, in the order a row meets them::
     claims.py          the pure claim states behind it
     columns.py         the added columns; the vectors / errors split
     fixed_rate.py      the naive per-actor limiter (benchmark baseline)
-    cli_run.py         ``batch-embed run --engine ray``
+    cli_run.py         ``batch-embed run --engine ray``: the flags -> one streaming pass
+    cli_inputs.py      its inputs: resolved, preflighted, read by Ray Data, shaped into rows
+    cli_outputs.py     its outputs: a subdirectory per run, what earlier runs hold, errors
 
 Requires ``pip install 'batch_embed[ray]'``; the rest of batch_embed never imports this.
 """
