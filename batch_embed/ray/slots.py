@@ -40,12 +40,12 @@ a smaller rate, not a sparser pacing, so the controller's at-the-limit test (all
 accepted) still holds."""
 SHARED_FULL_PACE = 0.95
 """The controller's at-the-limit test for a shared budget: a measured accepted rate this
-share of the paced rate means all that was sent went through. One process measures its own
-exact pacing; here a window of ~ratelimit.MEASURE_REQUESTS sends, counted from acceptances
-that other workers report up to ``REPORT_SECONDS`` late, reads one send short as often as
-not (5% at 20 a window). Judged at ratelimit.FULL_PACE, a 429 from a bunch at the limit
-looked like a lower server limit, and the rate sat 3% under it for 10 s (89% of the budget
-used in a 10 s run; 95% without the 429)."""
+share of the paced rate means all that was sent went through. The controller counts the
+sends of a window of ratelimit.MEASURE_REQUESTS / rate seconds, which holds 19.8 paced
+sends and so counts 19: 4% under the paced rate when every send was accepted. Judged at
+ratelimit.FULL_PACE, a 429 from a bunch at the limit looked like a lower server limit, and
+the shared rate sat 7% under it for 10 s (89% of the budget used in a 10 s run; 95%
+without the 429). Sends from many processes are never paced finely enough to read closer."""
 
 
 @dataclass(frozen=True, slots=True)

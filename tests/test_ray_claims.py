@@ -1,0 +1,62 @@
+"""Who submits a text across Ray actors: the pure claim states (batch_embed.ray.claims)."""
+
+from __future__ import annotations
+
+import pytest
+
+from batch_embed.ray.claims import ClaimBook, ClaimKind
+from batch_embed.records import ErrorKind
+
+
+def test_the_first_claimant_submits_and_the_others_wait_then_share_the_job() -> None:
+    book = ClaimBook(max_resubmits=2)
+    assert book.claim("a").kind is ClaimKind.SUBMIT
+    assert book.claim("a").kind is ClaimKind.PENDING
+    book.publish("a", "req-1", submitted_at=5.0)
+    joined = book.claim("a")
+    assert (joined.kind, joined.request_id, joined.submitted_at) == (ClaimKind.JOB, "req-1", 5.0)
+    assert book.submits_granted == 1
+    assert len(book) == 1
+
+
+def test_a_failed_submit_fails_every_waiter_without_another_submit() -> None:
+    book = ClaimBook(max_resubmits=2)
+    book.claim("a")
+    book.fail("a", ErrorKind.REJECTED, "HTTP 400")
+    for _ in range(3):
+        claim = book.claim("a")
+        assert (claim.kind, claim.error_kind, claim.message) == (
+            ClaimKind.FAILED,
+            ErrorKind.REJECTED,
+            "HTTP 400",
+        )
+    assert book.submits_granted == 1
+
+
+def test_a_lost_job_is_resubmitted_once_by_its_first_reporter_then_fails_as_lost() -> None:
+    book = ClaimBook(max_resubmits=1)
+    book.claim("a")
+    book.publish("a", "req-1", 1.0)
+    assert book.lost("a", "req-1").kind is ClaimKind.SUBMIT
+    # A second worker that polled the same lost job waits for the resubmit instead.
+    assert book.lost("a", "req-1").kind is ClaimKind.PENDING
+    book.publish("a", "req-2", 2.0)
+    assert book.lost("a", "req-1").request_id == "req-2"  # a stale report changes nothing
+    final = book.lost("a", "req-2")
+    assert final.kind is ClaimKind.FAILED and final.error_kind is ErrorKind.LOST
+    assert final.message is not None and "2 times" in final.message
+    assert "req-1" in final.message and "req-2" in final.message
+    assert book.submits_granted == 2
+    assert book.peek("a").kind is ClaimKind.FAILED
+
+
+def test_peek_never_claims() -> None:
+    book = ClaimBook(max_resubmits=0)
+    with pytest.raises(KeyError):
+        book.peek("a")
+    assert book.claim("a").kind is ClaimKind.SUBMIT
+
+
+def test_the_resubmit_allowance_cannot_be_negative() -> None:
+    with pytest.raises(ValueError, match="max_resubmits"):
+        ClaimBook(max_resubmits=-1)
