@@ -57,7 +57,7 @@ class Credits:
     free_credits: float
 
 
-class _Secret:
+class Secret:
     """Holds the API key; its repr and str never show it."""
 
     __slots__ = ("value",)
@@ -149,7 +149,7 @@ class SegmindClient:
                 f"max_answer_bytes must be >= {MIN_MAX_ANSWER_BYTES}, got {max_answer_bytes!r}"
             )
         self.max_answer_bytes = max_answer_bytes
-        self._key = _Secret(key)
+        self._key = Secret(key)
         self.root = normalize_root(base_url, allow_insecure_http=allow_insecure_http)
         self._origin = origin(self.root)
         self._prefix = self.root + "/"

@@ -18,7 +18,7 @@ import pyarrow as pa
 import ray
 
 from ..api_root import DEFAULT_ROOT, normalize_root
-from ..client import API_KEY_ENV
+from ..client import API_KEY_ENV, Secret
 from ..config import DEFAULT_READ_RATE, DEFAULT_RPM
 from ..errors import ConfigError
 from ..models import DEFAULT_MODEL, model_spec
@@ -27,7 +27,7 @@ from ..spending import DEFAULT_MAX_RESUBMITS
 from .budget import budget_actor, budget_key
 from .columns import OUTPUT_COLUMNS, error_rows, vector_rows
 from .registry import registry_actor
-from .worker import EmbedWorker, Limiting, Secret, WorkerSettings
+from .worker import EmbedWorker, Limiting, WorkerSettings
 
 DEFAULT_WORKERS = 2
 DEFAULT_BATCH_SIZE = 64

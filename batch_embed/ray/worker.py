@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from ..client import SegmindClient
+from ..client import Secret, SegmindClient
 from ..models import model_spec
 from ..records import ErrorKind, text_hash
 from ..retry import RetryPolicy
@@ -27,20 +27,6 @@ from .shared_limiter import SharedLimiter
 from .texts import Outcome, TextEmbedder
 
 Limiting = Literal["shared", "per-actor"]
-
-
-class Secret:
-    """The API key on its way to the actors; its repr and str never show it."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-    __str__ = __repr__
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
