@@ -184,6 +184,27 @@ class Sampler:
         self.series.append((time.monotonic() - self.start, self.emu.stats()))
 
 
+def run_child(cmd: Sequence[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run ``cmd`` (a ``--quiet`` CLI run) as a child: its exit code, wall time and peak RSS
+    (``ru_maxrss`` from ``os.wait4``, the child alone), and its stderr's tail when it failed."""
+    start = time.perf_counter()
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    result: dict[str, Any] = {
+        "exit": code,
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+    }
+    if child.stderr is not None:
+        tail = child.stderr.read().decode()[-400:]
+        child.stderr.close()
+        if code != 0:
+            result["stderr"] = tail
+    return result
+
+
 def run_batch_embed(
     emu: EmulatorProcess,
     items: Sequence[str],

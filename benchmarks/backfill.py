@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import orjson
-from _common import emulator, print_table, verdict, write_results
+from _common import emulator, print_table, run_child, verdict, write_results
 
 
 def write_corpus(path: Path, rows: int, changed: set[int]) -> None:
@@ -39,17 +37,7 @@ def run(source: Path, out: Path, url: str, args: argparse.Namespace) -> dict[str
         "--model", args.model, "--base-url", url, "--rpm", str(args.rpm),
         "--read-rate", str(args.read_rate), "--quiet",
     ]  # fmt: skip
-    env = {**os.environ, "SEGMIND_API_KEY": "bench"}
-    start = time.perf_counter()
-    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    stderr = child.stderr.read().decode() if child.stderr else ""
-    code = os.waitstatus_to_exitcode(status)
-    result = {"exit": code, "wall_s": round(wall, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024)}
-    if code != 0:
-        result["stderr"] = stderr[-400:]
-    return result
+    return run_child(cmd, {**os.environ, "SEGMIND_API_KEY": "bench"})
 
 
 def main() -> int:

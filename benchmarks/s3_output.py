@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
-from _common import emulator, print_table, verdict, write_results
+from _common import emulator, print_table, run_child, verdict, write_results
 
 ACCESS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret"}
 
@@ -81,19 +81,7 @@ def run(source: Path, out: str, url: str, env: dict[str, str]) -> dict[str, Any]
         "--id-field", "id", "--model", "text-embedding-3-small", "--base-url", url,
         "--rpm", "120000", "--read-rate", "4000", "--quiet",
     ]  # fmt: skip
-    start = time.perf_counter()
-    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    result: dict[str, Any] = {
-        "exit": code,
-        "wall_s": round(wall, 1),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024),
-    }
-    if code != 0 and child.stderr is not None:
-        result["stderr"] = child.stderr.read().decode()[-400:]
-    return result
+    return run_child(cmd, env)
 
 
 def main() -> int:
