@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import os
 import sqlite3
 import time
@@ -34,7 +33,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from .errors import JournalLocked
 from .journal_schema import (
     SCHEMA,
     SCHEMA_VERSION,
@@ -45,6 +43,7 @@ from .journal_schema import (
     TextState,
 )
 from .records import Row, RowKey
+from .run_lock import lock_beside, release_lock, take_lock
 
 __all__ = ["Journal", "RowState", "RowVerdict", "TextRecord", "TextState", "wall_clock"]
 
@@ -66,20 +65,7 @@ class Journal:
 
         Raises JournalLocked when another live process holds the lock.
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = path.with_name(path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise JournalLocked(
-                f"{path.parent} is in use by a running batch-embed (pid {holder}); wait for it "
-                "to finish or stop it, then run again"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        fd = take_lock(lock_beside(path))
         if fresh:
             for suffix in ("", "-wal", "-shm"):
                 Path(str(path) + suffix).unlink(missing_ok=True)
@@ -113,8 +99,7 @@ class Journal:
             self.flush()
         finally:  # the lock is released even when the last write failed
             self._conn.close()
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
+            release_lock(self._lock_fd)
             self._lock_fd = -1
 
     def _start_run(self) -> None:

@@ -29,6 +29,7 @@ from .output_store import RemoteParts, StoredFile
 from .storage import for_writing, is_uri, remote
 
 STATE_SUFFIX = ".batch_embed"
+JOURNAL_FILE = "journal.sqlite"
 
 Target = Path | str
 """An output or errors location: a local path, or a URI (a str) in object storage."""
@@ -87,9 +88,7 @@ def layout_for(
         return _remote_layout(output.rstrip("/"), errors, state_dir)
     output = Path(output)
     single = output.suffix == ".parquet" and not output.is_dir()
-    state = (
-        Path(state_dir) if state_dir is not None else output.with_name(output.name + STATE_SUFFIX)
-    )
+    state = state_dir_of(output, state_dir)
     default_errors = output.with_name(_stem(output.name) + ".errors.jsonl")
     errors_path, upload = _errors(errors, default_errors, state)
     return OutputLayout(
@@ -98,7 +97,7 @@ def layout_for(
         single_file=single,
         parts_dir=state / "parts" if single else output,
         state_dir=state,
-        journal=state / "journal.sqlite",
+        journal=state / JOURNAL_FILE,
         errors=errors_path,
         final=StoredFile.local(output) if single else None,
         errors_upload=upload,
@@ -107,7 +106,7 @@ def layout_for(
 
 def _remote_layout(uri: str, errors: Target | None, state_dir: Path | None) -> OutputLayout:
     fs, path = _store(uri)
-    state = Path(state_dir) if state_dir is not None else default_state_dir(uri)
+    state = state_dir_of(uri, state_dir)
     single = uri.endswith(".parquet")
     parent_uri, _, name = uri.rpartition("/")
     parent_path = path.rpartition("/")[0]
@@ -124,7 +123,7 @@ def _remote_layout(uri: str, errors: Target | None, state_dir: Path | None) -> O
         single_file=single,
         parts_dir=state / "parts",
         state_dir=state,
-        journal=state / "journal.sqlite",
+        journal=state / JOURNAL_FILE,
         errors=errors_path,
         final=StoredFile(path, fs, uri) if single else None,
         published=None if single else RemoteParts(fs, path, uri),
@@ -140,6 +139,17 @@ def _errors(errors: Target | None, default: Path, state: Path) -> tuple[Path, St
         fs, path = _store(errors)
         return state / "errors.jsonl", StoredFile(path, fs, errors)
     return Path(errors), None
+
+
+def state_dir_of(output: Target, state_dir: Path | None = None) -> Path:
+    """The state directory of ``output``: ``state_dir`` when given, else ``OUT.batch_embed``
+    beside a local output, else one under the user's cache (:func:`default_state_dir`)."""
+    if state_dir is not None:
+        return Path(state_dir)
+    if isinstance(output, str) and is_uri(output):
+        return default_state_dir(output.rstrip("/"))
+    output = Path(output)
+    return output.with_name(output.name + STATE_SUFFIX)
 
 
 def default_state_dir(uri: str) -> Path:

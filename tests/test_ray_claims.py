@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batch_embed.ray.claims import ClaimBook, ClaimKind
+from batch_embed.ray.claims import ClaimBook, ClaimKind, SubmittedJob
 from batch_embed.records import ErrorKind
 
 
@@ -60,3 +60,41 @@ def test_peek_never_claims() -> None:
 def test_the_resubmit_allowance_cannot_be_negative() -> None:
     with pytest.raises(ValueError, match="max_resubmits"):
         ClaimBook(max_resubmits=-1)
+
+
+def test_an_adopted_job_is_joined_without_a_submit_and_resubmitted_once_when_lost() -> None:
+    book = ClaimBook(max_resubmits=1)
+    book.adopt(SubmittedJob("a", "req-old", 10.0))
+    joined = book.claim("a")
+    assert (joined.kind, joined.request_id, joined.submitted_at) == (ClaimKind.JOB, "req-old", 10.0)
+    assert book.submits_granted == 0
+    assert book.lost("a", "req-old").kind is ClaimKind.SUBMIT  # expired since: paid once more
+    book.publish("a", "req-new", 20.0)
+    final = book.lost("a", "req-new")
+    assert final.kind is ClaimKind.FAILED and final.message is not None
+    assert "req-old" in final.message and "req-new" in final.message
+    assert book.submits_granted == 1
+
+
+def test_adopting_a_digest_already_claimed_changes_nothing() -> None:
+    book = ClaimBook(max_resubmits=1)
+    assert book.claim("a").kind is ClaimKind.SUBMIT
+    book.adopt(SubmittedJob("a", "req-old", 1.0))
+    assert book.peek("a").kind is ClaimKind.PENDING
+    assert book.published_since(0) == ([], 0)  # adopting publishes nothing
+
+
+def test_published_jobs_come_out_once_acknowledged_ones_are_dropped() -> None:
+    book = ClaimBook(max_resubmits=1)
+    for digest in "abc":
+        book.claim(digest)
+    book.publish("a", "r-a", 1.0)
+    book.publish("b", "r-b", 2.0)
+    first, cursor = book.published_since(0)
+    assert first == [SubmittedJob("a", "r-a", 1.0), SubmittedJob("b", "r-b", 2.0)]
+    assert cursor == 2
+    assert book.published_since(0) == (first, 2)  # not acknowledged yet: read again
+    book.publish("c", "r-c", 3.0)
+    assert book.published_since(cursor) == ([SubmittedJob("c", "r-c", 3.0)], 3)
+    assert book.published_since(3) == ([], 3)
+    assert book.published_since(0) == ([], 3)  # what was acknowledged is gone

@@ -9,8 +9,10 @@ changed text.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +132,53 @@ def test_every_row_once_a_rerun_pays_nothing_and_a_grown_corpus_pays_its_growth(
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_a_killed_run_is_resumed_on_the_jobs_it_submitted(tmp_path: Path) -> None:
+    """SIGKILL the driver mid-run: the re-run re-attaches to the journaled jobs, so only the
+    submits of the kill's last moments (the pump's last interval, and the workers Ray had
+    not stopped yet) are paid twice."""
+    source, out = tmp_path / "corpus.jsonl", tmp_path / "vectors"
+    rows = [{"id": i, "text": f"killed ray row {i}"} for i in range(200)]
+    write_corpus(source, rows)
+    jobs = tmp_path / "vectors.batch_embed" / "ray-jobs.jsonl"
+    slow = ("--api-key", KEY, "--latency", "0.8-1.2", "--seed", "5")
+    paced = ("--rpm", "600", "--read-rate", "400")  # 10 submits/s: 20 s for the corpus
+    with EmulatorProcess(*slow) as emu:
+        command = batch_embed_cli(
+            "run", source, "--output", out, "--engine", "ray", "--base-url", emu.url, *paced
+        )
+        proc = subprocess.Popen(
+            command, env=cli_env(KEY), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and journaled(jobs) < 60:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        time.sleep(3)  # Ray stops the killed driver's workers
+        kept = journaled(jobs)
+        paid_by_kill = submits(emu)
+        assert 60 <= kept <= paid_by_kill < len(rows), (kept, paid_by_kill)
+        again = ray_run([source], out, emu.url, *paced)
+        assert again.returncode == 0, again.stderr
+        assert f"re-attaching to {kept} jobs" in again.stderr
+        stats = emu.stats()
+    check_vectors(read_dir(out), {r["id"]: r["text"] for r in rows})
+    assert read_dir(out).num_rows == len(rows)
+    assert stats["distinct_texts"] == len(rows)
+    paid_twice = int(stats["jobs_created"]) - len(rows)  # type: ignore[call-overload]
+    assert paid_twice == paid_by_kill - kept, "only the unjournaled jobs are paid again"
+    print(f"journaled {kept} of {paid_by_kill} submits at the kill; {paid_twice} paid twice")
+    assert paid_twice < 40 < kept  # 10/s for the pump's 0.5 s and Ray's ~1.5 s to stop
+    assert not jobs.exists(), "a completed run leaves no jobs to resume"
+
+
+def journaled(path: Path) -> int:
+    try:
+        return len(path.read_bytes().splitlines())
+    except FileNotFoundError:
+        return 0
 
 
 def test_a_missing_field_is_refused_before_any_call(tmp_path: Path) -> None:

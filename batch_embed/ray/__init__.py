@@ -18,13 +18,15 @@ Rooms, in the order a row meets them::
     cli_run.py         ``batch-embed run --engine ray``: the flags -> one streaming pass
     cli_inputs.py      its inputs: resolved, preflighted, read by Ray Data, shaped into rows
     cli_outputs.py     its outputs: a subdirectory per run, what earlier runs hold, errors
+    job_journal.py     its journal: the request_ids submitted, so a killed run pays no more
 
 Requires ``pip install 'batch_embed[ray]'``; the rest of batch_embed never imports this.
 """
 
 from __future__ import annotations
 
+from .claims import SubmittedJob
 from .columns import EMBEDDING, ERROR, ERROR_KIND
 from .dataset import embed_dataset, split_results
 
-__all__ = ["EMBEDDING", "ERROR", "ERROR_KIND", "embed_dataset", "split_results"]
+__all__ = ["EMBEDDING", "ERROR", "ERROR_KIND", "SubmittedJob", "embed_dataset", "split_results"]

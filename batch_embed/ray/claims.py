@@ -8,6 +8,10 @@ travel through the registry. A job found lost (404 or expired) is reported with
 :meth:`ClaimBook.lost`: the first reporter of that request_id resubmits, at most
 ``max_resubmits`` times per text, after which the text fails as ``lost`` for everyone.
 
+A run resumed after a kill starts from the jobs the killed run had submitted
+(:meth:`ClaimBook.adopt`: JOB at once, no submit granted), and every request_id published
+is kept in order (:meth:`ClaimBook.published_since`) for the driver to journal.
+
 ::
 
     (none) --claim--> PENDING --publish--> JOB --lost (allowance left)--> PENDING ...
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..records import ErrorKind
 
@@ -47,6 +52,15 @@ class Claim:
     message: str | None = None
 
 
+class SubmittedJob(NamedTuple):
+    """A text's job as the API answered its submit: what a resumed run re-attaches to."""
+
+    digest: str
+    request_id: str
+    submitted_at: float
+    """Wall-clock seconds (the API keeps the job for an hour from then)."""
+
+
 @dataclass(slots=True)
 class _Entry:
     state: ClaimKind = ClaimKind.PENDING
@@ -69,6 +83,8 @@ class ClaimBook:
             raise ValueError(f"max_resubmits must be >= 0, got {max_resubmits}")
         self.max_resubmits = max_resubmits
         self._entries: dict[str, _Entry] = {}
+        self._published: list[SubmittedJob] = []
+        self._published_base = 0
         self.submits_granted = 0
 
     def __len__(self) -> int:
@@ -83,6 +99,26 @@ class ClaimBook:
             return Claim(ClaimKind.SUBMIT)
         return entry.claim()
 
+    def adopt(self, job: SubmittedJob) -> None:
+        """Start ``job.digest`` at JOB with an earlier run's job (no submit granted; a
+        digest already known keeps its state)."""
+        if job.digest not in self._entries:
+            entry = self._entries[job.digest] = _Entry(ClaimKind.JOB)
+            entry.request_id, entry.submitted_at = job.request_id, job.submitted_at
+            entry.request_ids.append(job.request_id)
+
+    def published_since(self, cursor: int) -> tuple[list[SubmittedJob], int]:
+        """The jobs published after the first ``cursor``, and the cursor for the next call.
+
+        Passing a cursor acknowledges the jobs before it: they are dropped, so the log holds
+        only what its one reader (the driver's journal) has not written yet.
+        """
+        acknowledged = cursor - self._published_base
+        if acknowledged > 0:
+            del self._published[:acknowledged]
+            self._published_base = cursor
+        return list(self._published), self._published_base + len(self._published)
+
     def peek(self, digest: str) -> Claim:
         """The state of ``digest`` without claiming it (KeyError when never claimed)."""
         return self._entries[digest].claim()
@@ -92,6 +128,7 @@ class ClaimBook:
         entry = self._entries[digest]
         entry.state, entry.request_id, entry.submitted_at = ClaimKind.JOB, request_id, submitted_at
         entry.request_ids.append(request_id)
+        self._published.append(SubmittedJob(digest, request_id, submitted_at))
 
     def fail(self, digest: str, kind: ErrorKind, message: str) -> None:
         """The claimant could not submit ``digest``: every waiter gets this error."""

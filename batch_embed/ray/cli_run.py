@@ -8,10 +8,12 @@ one-machine flags that this engine cannot honour are refused (:data:`REFUSED`) b
 anything starts.
 
 Steps, in order: resolve and check the inputs (:mod:`~batch_embed.ray.cli_inputs`, before
-any paid call); read what the output already holds; start Ray (quiet: warnings only, no
-progress bars); one streaming pass of read -> drop what is done -> embed -> errors aside
--> write; then the summary. ``ray.init()`` starts a local instance unless ``--ray-address``
-names a cluster (``auto``: the one this machine belongs to).
+any paid call); take the output's lock and read the jobs a killed run left in the journal
+(:mod:`~batch_embed.ray.job_journal`); read what the output already holds; start Ray
+(quiet: warnings only, no progress bars); one streaming pass of read -> drop what is done
+-> embed (re-attaching to the journaled jobs) -> errors aside -> write, the journal
+following every submit; then the summary. ``ray.init()`` starts a local instance unless
+``--ray-address`` names a cluster (``auto``: the one this machine belongs to).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import argparse
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +30,15 @@ import orjson
 import ray
 
 from ..errors import BatchEmbedError, ConfigError
-from ..inputs import resolve_inputs
+from ..inputs import InputFile, resolve_inputs
+from ..layout import state_dir_of
 from ..log import Log
 from ..models import model_spec
 from ..overlap import OwnPaths
 from ..pipeline import Outcome
 from ..write_failures import writing
 from .calls import RunAborted
-from .cli_inputs import ID, TEXT, TEXT_HASH, preflight, read_inputs
+from .cli_inputs import ID, TEXT, TEXT_HASH, Fields, preflight, read_inputs
 from .cli_outputs import (
     ERROR_COLUMNS,
     Known,
@@ -52,9 +55,10 @@ from .cli_outputs import (
     split,
 )
 from .dataset import embed_dataset
+from .job_journal import JobJournal, JournalPump, registry_fetch
+from .registry import find_registry
 
 REFUSED: Mapping[str, str] = {
-    "state-dir": "it keeps no journal (the output itself says what is done)",
     "fresh": "it cannot forget an output: remove the output directory instead",
     "truncate": "its workers do not cut texts (the API refuses a text that is too long)",
     "shared-limit": "its budget actor keeps submits and reads apart",
@@ -107,21 +111,34 @@ def run(args: argparse.Namespace, api: Api, log: Log) -> Outcome:
     )
     if output.shown() == errors.shown() or output.path() == errors.path():
         raise ConfigError("--errors must not be the output directory")
+    state = state_dir_of(args.output, args.state_dir)
+    stores = ((output, "the output"), (errors, "the errors"))
     own = OwnPaths.directories(
-        [
-            (Path(s.root), what)
-            for s, what in ((output, "the output"), (errors, "the errors"))
-            if s.local
-        ],
-        [
-            (s.name, what)
-            for s, what in ((output, "the output"), (errors, "the errors"))
-            if not s.local
-        ],
+        [(Path(s.root), what) for s, what in stores if s.local]
+        + [(state, "the journal directory")],
+        [(s.name, what) for s, what in stores if not s.local],
     )
     files = resolve_inputs(args.inputs, own)
     spec = model_spec(args.model, args.dimensions)
     fields = preflight(files, text_field=args.text_field, id_field=args.id_field, model=spec)
+    with JobJournal.open(state) as journal:
+        outcome, run_name = _embed(args, api, log, files, fields, output, errors, journal)
+        if outcome is not Outcome.ABORTED:
+            journal.clear()  # every job of it is written
+    return _report(args, log, outcome, output, errors, run_name, started)
+
+
+def _embed(
+    args: argparse.Namespace,
+    api: Api,
+    log: Log,
+    files: Sequence[InputFile],
+    fields: Fields,
+    output: Store,
+    errors: Store,
+    journal: JobJournal,
+) -> tuple[Outcome, str]:
+    """Under the output's lock: what is done, the pass on Ray, the earlier runs' leftovers."""
     vectors = read_index(output, (ID, TEXT_HASH))
     for name in vectors.removed:
         log.warning(f"removed {name}: not a readable Parquet file (a write killed midway)")
@@ -131,6 +148,9 @@ def run(args: argparse.Namespace, api: Api, log: Log) -> Outcome:
     done = keys_of(vectors.table[ID], vectors.table[TEXT_HASH])
     earlier_errors = read_index(errors, ERROR_COLUMNS)
     kept = latest_errors(earlier_errors, done, retry_failed=args.retry_failed)
+    resume = journal.resumable(time.time())
+    if resume:
+        log.info(f"re-attaching to {len(resume)} jobs an earlier run submitted", event="resume")
     run_name = new_run()
     _start_ray(args.ray_address)
     try:
@@ -142,7 +162,7 @@ def run(args: argparse.Namespace, api: Api, log: Log) -> Outcome:
             ds,
             text_column=TEXT,
             id_column=ID,
-            model=spec.slug,
+            model=model_spec(args.model, args.dimensions).slug,
             dimensions=args.dimensions,
             rpm=api.rpm,
             read_rate=api.read_rate,
@@ -151,6 +171,8 @@ def run(args: argparse.Namespace, api: Api, log: Log) -> Outcome:
             workers=args.workers,
             max_resubmits=args.max_resubmits,
             allow_insecure_http=args.allow_insecure_http,
+            run_id=run_name,
+            resume=resume,
         )
         ds = ds.map_batches(
             functools.partial(split, known=known, errors=errors, run=run_name),
@@ -163,6 +185,8 @@ def run(args: argparse.Namespace, api: Api, log: Log) -> Outcome:
             output=output.name,
             run=run_name,
         )
+        pump = JournalPump(journal, registry_fetch(find_registry(run_name)))
+        pump.start()
         try:
             ds.write_parquet(output.path(run_name), filesystem=output.fs)
         except Exception as err:
@@ -171,14 +195,15 @@ def run(args: argparse.Namespace, api: Api, log: Log) -> Outcome:
                 raise
             # Ray appends its retry advice to the message: the first line is ours.
             log.error(str(aborted).splitlines()[0], event="aborted")
-            return _report(args, log, Outcome.ABORTED, output, errors, run_name, started)
+            return Outcome.ABORTED, run_name
+        finally:
+            pump.stop()
     finally:
         ray.shutdown()
     remove_earlier_runs(errors, run_name)
     prune_superseded(output, read_index(output, (ID, TEXT_HASH)))
     failed = rows_in(errors, run_name)
-    outcome = Outcome.ROWS_FAILED if failed else Outcome.COMPLETED
-    return _report(args, log, outcome, output, errors, run_name, started)
+    return (Outcome.ROWS_FAILED if failed else Outcome.COMPLETED), run_name
 
 
 def _report(

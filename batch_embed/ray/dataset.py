@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -25,6 +26,7 @@ from ..models import DEFAULT_MODEL, model_spec
 from ..retry import RetryPolicy
 from ..spending import DEFAULT_MAX_RESUBMITS
 from .budget import budget_actor, budget_key
+from .claims import SubmittedJob
 from .columns import OUTPUT_COLUMNS, error_rows, vector_rows
 from .registry import registry_actor
 from .worker import EmbedWorker, Limiting, WorkerSettings
@@ -53,6 +55,8 @@ def embed_dataset(
     allow_insecure_http: bool = False,
     limiting: Limiting = "shared",
     num_cpus: float = WORKER_CPUS,
+    run_id: str | None = None,
+    resume: Sequence[SubmittedJob] = (),
 ) -> ray.data.Dataset:
     """Embed ``ds[text_column]`` through Segmind's v2 queue with ``workers`` Ray actors.
 
@@ -64,6 +68,11 @@ def embed_dataset(
     (it must not be one of the output columns). ``api_key`` defaults to
     ``$SEGMIND_API_KEY``. ``limiting="per-actor"`` is the naive baseline for benchmarks
     (each actor allows itself the whole rate; 429s teach nothing).
+
+    ``run_id`` names the run's registry actor, so the caller can journal the jobs as they
+    are submitted (:func:`~batch_embed.ray.registry.find_registry`, ``published_since``);
+    ``resume`` re-attaches to jobs an earlier, killed run submitted: their texts are polled
+    and fetched, not paid for again (a job the API no longer has is resubmitted).
     """
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
     if not key:
@@ -95,7 +104,9 @@ def embed_dataset(
         read_rate=float(read_rate),
     )
     budget = budget_actor(budget_key(root, key), submit_rate=rpm / 60.0, read_rate=read_rate)
-    registry = registry_actor(uuid.uuid4().hex, max_resubmits=max_resubmits)
+    registry = registry_actor(run_id or uuid.uuid4().hex, max_resubmits=max_resubmits)
+    if resume:
+        ray.get(registry.adopt_many.remote(list(resume)))
     return ds.map_batches(
         EmbedWorker,
         fn_constructor_args=(settings, budget, registry),

@@ -14,7 +14,7 @@ from typing import Any
 import ray
 
 from ..records import ErrorKind
-from .claims import Claim, ClaimBook, ClaimKind
+from .claims import Claim, ClaimBook, ClaimKind, SubmittedJob
 
 REGISTRY_PREFIX = "batch_embed_registry:"
 ACTOR_CONCURRENCY = 10_000
@@ -31,6 +31,15 @@ class RegistryActor:
     async def claim_many(self, digests: list[str]) -> list[Claim]:
         """Claim each digest in order (a repeat within the list is PENDING on the first)."""
         return [self._book.claim(digest) for digest in digests]
+
+    async def adopt_many(self, jobs: list[SubmittedJob]) -> int:
+        """Re-attach to an earlier run's jobs (:meth:`ClaimBook.adopt`); how many."""
+        for job in jobs:
+            self._book.adopt(job)
+        return len(jobs)
+
+    async def published_since(self, cursor: int) -> tuple[list[SubmittedJob], int]:
+        return self._book.published_since(cursor)
 
     async def wait(self, digest: str) -> Claim:
         """The claim on ``digest`` once it is not PENDING."""
@@ -74,3 +83,8 @@ def registry_actor(run: str, *, max_resubmits: int) -> Any:
         get_if_exists=True,
         max_concurrency=ACTOR_CONCURRENCY,
     ).remote(max_resubmits)
+
+
+def find_registry(run: str) -> Any:
+    """The registry actor of run ``run`` (ValueError when there is none)."""
+    return ray.get_actor(REGISTRY_PREFIX + run)
