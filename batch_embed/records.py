@@ -54,6 +54,10 @@ class ErrorKind(enum.Enum):
     the jobs."""
     ABORTED = "aborted"
     """The run stopped (401/403/406 or a signal) before this row could be embedded."""
+    CAPPED = "capped"
+    """The run's submit cap was spent before this row's text was submitted: not a fault of
+    the row, never written to an errors output; a later run embeds it (the ray engine's
+    rows carry it, the local engine leaves such rows pending in its journal)."""
 
 
 @dataclass(frozen=True, slots=True)

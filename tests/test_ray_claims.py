@@ -98,3 +98,25 @@ def test_published_jobs_come_out_once_acknowledged_ones_are_dropped() -> None:
     assert book.published_since(cursor) == ([SubmittedJob("c", "r-c", 3.0)], 3)
     assert book.published_since(3) == ([], 3)
     assert book.published_since(0) == ([], 3)  # what was acknowledged is gone
+
+
+def test_past_the_submit_cap_claims_and_resubmits_are_capped() -> None:
+    book = ClaimBook(max_resubmits=2, max_submits=2)
+    assert book.claim("a").kind is ClaimKind.SUBMIT
+    assert book.claim("b").kind is ClaimKind.SUBMIT
+    assert book.claim("c").kind is ClaimKind.CAPPED
+    assert book.claim("c").kind is ClaimKind.CAPPED  # asked again: still not granted
+    book.adopt(SubmittedJob("d", "r-d", 1.0))
+    assert book.claim("d").kind is ClaimKind.JOB  # an earlier run's job costs nothing
+    book.publish("a", "r-a", 1.0)
+    assert book.lost("a", "r-a").kind is ClaimKind.CAPPED  # its resubmit would pass the cap
+    assert book.peek("a").kind is ClaimKind.CAPPED
+    assert (book.submits_granted, book.capped) == (2, 2)
+
+
+def test_a_cap_of_zero_submits_nothing() -> None:
+    book = ClaimBook(max_resubmits=2, max_submits=0)
+    assert book.claim("a").kind is ClaimKind.CAPPED
+    assert book.submits_granted == 0
+    with pytest.raises(ValueError, match="max_submits"):
+        ClaimBook(max_resubmits=0, max_submits=-1)

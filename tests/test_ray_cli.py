@@ -181,6 +181,32 @@ def journaled(path: Path) -> int:
         return 0
 
 
+def test_the_submit_cap_stops_the_run_and_the_next_run_continues(tmp_path: Path) -> None:
+    source, out = tmp_path / "corpus.jsonl", tmp_path / "vectors"
+    rows = corpus(60, start=30)  # 30 distinct texts, none empty
+    write_corpus(source, rows)
+    summary = tmp_path / "summary.json"
+    with EmulatorProcess(*EMULATOR) as emu:
+        cost = ("--max-cost", "0.05", "--price-per-call", "0.01")  # buys 5 submits
+        first = ray_run([source], out, emu.url, *cost, "--summary-json", str(summary))
+        assert first.returncode == 6, first.stderr
+        assert "stopped at the submit cap: 25 texts not submitted" in first.stderr
+        assert submits(emu) == 5
+        figures = json.loads(summary.read_text())
+        assert (figures["outcome"], figures["paid_submits"]) == ("capped", 5)
+        assert (figures["rows_embedded"], figures["rows_failed"]) == (5, 0)
+        assert not (tmp_path / "vectors.errors").exists(), "a capped row is not an error"
+        second = ray_run([source], out, emu.url, "--max-submits", "10")
+        assert second.returncode == 6, second.stderr
+        assert submits(emu) == 15
+        third = ray_run([source], out, emu.url)
+        assert third.returncode == 0, third.stderr
+        assert "paid submits 15;" in third.stderr
+        assert submits(emu) == 30
+    check_vectors(read_dir(out), {r["id"]: r["text"] for r in rows})
+    assert read_dir(out).num_rows == 30
+
+
 def test_a_missing_field_is_refused_before_any_call(tmp_path: Path) -> None:
     source = tmp_path / "corpus.jsonl"
     write_corpus(source, [{"id": 1, "body": "no text field here"}])
@@ -212,7 +238,7 @@ def test_a_refused_key_stops_the_run_with_exit_4_and_one_line(tmp_path: Path) ->
     ("extra", "words"),
     [
         (("--fresh",), "--fresh does not apply to --engine ray"),
-        (("--max-submits", "3"), "--max-submits does not apply"),
+        (("--prune",), "--prune does not apply"),
         (("--id-field", "nope"), "'nope'"),
     ],
 )

@@ -7,6 +7,7 @@ worker claiming it is told ``PENDING`` until then (and waits on the registry), a
 travel through the registry. A job found lost (404 or expired) is reported with
 :meth:`ClaimBook.lost`: the first reporter of that request_id resubmits, at most
 ``max_resubmits`` times per text, after which the text fails as ``lost`` for everyone.
+With ``max_submits``, a claim or resubmit past that many granted submits is ``CAPPED``.
 
 A run resumed after a kill starts from the jobs the killed run had submitted
 (:meth:`ClaimBook.adopt`: JOB at once, no submit granted), and every request_id published
@@ -15,8 +16,10 @@ is kept in order (:meth:`ClaimBook.published_since`) for the driver to journal.
 ::
 
     (none) --claim--> PENDING --publish--> JOB --lost (allowance left)--> PENDING ...
-                         |                   \\--lost (allowance spent)--> FAILED
-                         \\--fail-----------> FAILED
+       |                 |                   |\\--lost (allowance spent)--> FAILED
+       |                 |                   \\--lost (cap spent)--------> CAPPED
+       |                 \\--fail-----------> FAILED
+       \\--claim (cap spent)--> CAPPED
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class ClaimKind(enum.Enum):
     """It is submitted: poll and fetch ``request_id``."""
     FAILED = "failed"
     """Its submit failed, or its job was lost too often: an error row."""
+    CAPPED = "capped"
+    """The run's submit cap is spent: not submitted, left for a later run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +83,15 @@ class _Entry:
 class ClaimBook:
     """Digest -> claim; see the module doc."""
 
-    def __init__(self, *, max_resubmits: int) -> None:
+    def __init__(self, *, max_resubmits: int, max_submits: int | None = None) -> None:
         if max_resubmits < 0:
             raise ValueError(f"max_resubmits must be >= 0, got {max_resubmits}")
+        if max_submits is not None and max_submits < 0:
+            raise ValueError(f"max_submits must be >= 0, got {max_submits}")
         self.max_resubmits = max_resubmits
+        self.max_submits = max_submits
+        self.capped = 0
+        """Texts the cap kept from being submitted."""
         self._entries: dict[str, _Entry] = {}
         self._published: list[SubmittedJob] = []
         self._published_base = 0
@@ -94,10 +104,17 @@ class ClaimBook:
         """The claim on ``digest``: SUBMIT for its first claimant, its state for the others."""
         entry = self._entries.get(digest)
         if entry is None:
+            if self._cap_spent():
+                self._entries[digest] = _Entry(ClaimKind.CAPPED)
+                self.capped += 1
+                return Claim(ClaimKind.CAPPED)
             self._entries[digest] = _Entry()
             self.submits_granted += 1
             return Claim(ClaimKind.SUBMIT)
         return entry.claim()
+
+    def _cap_spent(self) -> bool:
+        return self.max_submits is not None and self.submits_granted >= self.max_submits
 
     def adopt(self, job: SubmittedJob) -> None:
         """Start ``job.digest`` at JOB with an earlier run's job (no submit granted; a
@@ -137,8 +154,9 @@ class ClaimBook:
 
     def lost(self, digest: str, request_id: str) -> Claim:
         """Job ``request_id`` of ``digest`` is lost: SUBMIT (resubmit it) for the first
-        reporter while the allowance lasts, FAILED (``lost``) after; a later reporter of the
-        same job gets the current state (the new job, or PENDING)."""
+        reporter while the allowance lasts, FAILED (``lost``) after, CAPPED when the run's
+        cap is spent; a later reporter of the same job gets the current state (the new job,
+        or PENDING)."""
         entry = self._entries[digest]
         if entry.state is not ClaimKind.JOB or entry.request_id != request_id:
             return entry.claim()
@@ -149,6 +167,10 @@ class ClaimBook:
                 f"the service lost this text's job {len(entry.request_ids)} times "
                 f"(request_ids: {ids})"
             )
+            return entry.claim()
+        if self._cap_spent():
+            entry.state, entry.request_id = ClaimKind.CAPPED, None
+            self.capped += 1
             return entry.claim()
         entry.resubmits += 1
         self.submits_granted += 1

@@ -278,7 +278,9 @@ def pending(batch: pa.Table, *, known: ray.ObjectRef[Known] | Known) -> pa.Table
 def split(
     batch: pa.Table, *, known: ray.ObjectRef[Known] | Known, errors: Store, run: str
 ) -> pa.Table:
-    """Write the batch's error rows to ERR/run/ (one file per batch); return its vectors."""
+    """Write the batch's error rows to ERR/run/ (one file per batch); return its vectors.
+
+    Rows of kind ``capped`` (the submit cap kept their text back) go to neither."""
     k = ray.get(known) if isinstance(known, ray.ObjectRef) else known
     kinds = batch[ERROR_KIND]
     messages = batch[ERROR]
@@ -292,7 +294,9 @@ def split(
         kinds = pc.if_else(was, pc.take(k.kept[ERROR_KIND], pc.fill_null(at, 0)), kinds)
         messages = pc.if_else(was, pc.take(k.kept[ERROR], pc.fill_null(at, 0)), messages)
     failed = pc.is_valid(kinds)
-    if pc.any(failed).as_py():
+    # A row the submit cap kept back is neither: a later run embeds it.
+    error_rows = pc.and_kleene(failed, pc.not_equal(kinds, pa.scalar(ErrorKind.CAPPED.value)))
+    if pc.any(error_rows).as_py():
         rows = pa.table(
             {
                 ID: batch[ID],
@@ -300,7 +304,7 @@ def split(
                 ERROR_KIND: kinds,
                 ERROR: messages,
             }
-        ).filter(failed)
+        ).filter(error_rows)
         _write_errors(errors, run, rows)
     return batch.filter(pc.invert(failed)).select(list(VECTOR_COLUMNS))
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import ray
@@ -36,6 +37,7 @@ from ..log import Log
 from ..models import model_spec
 from ..overlap import OwnPaths
 from ..pipeline import Outcome
+from ..spending import cap_from
 from ..write_failures import writing
 from .calls import RunAborted
 from .cli_inputs import ID, TEXT, TEXT_HASH, Fields, preflight, read_inputs
@@ -64,9 +66,6 @@ REFUSED: Mapping[str, str] = {
     "shared-limit": "its budget actor keeps submits and reads apart",
     "timeout": "its workers use the default request timeout",
     "max-in-flight": "the size of the actor pool (--workers) bounds what is in flight",
-    "max-submits": "it has no submit cap",
-    "price-per-call": "it has no submit cap or cost check",
-    "max-cost": "it has no submit cap or cost check",
     "yes": "it makes no credit check",
     "prune": "it keeps the rows of keys the input no longer has",
     "log-every": "it shows no progress view",
@@ -122,10 +121,10 @@ def run(args: argparse.Namespace, api: Api, log: Log) -> Outcome:
     spec = model_spec(args.model, args.dimensions)
     fields = preflight(files, text_field=args.text_field, id_field=args.id_field, model=spec)
     with JobJournal.open(state) as journal:
-        outcome, run_name = _embed(args, api, log, files, fields, output, errors, journal)
+        outcome, run_name, paid = _embed(args, api, log, files, fields, output, errors, journal)
         if outcome is not Outcome.ABORTED:
             journal.clear()  # every job of it is written
-    return _report(args, log, outcome, output, errors, run_name, started)
+    return _report(args, log, outcome, output, errors, run_name, started, paid)
 
 
 def _embed(
@@ -137,7 +136,7 @@ def _embed(
     output: Store,
     errors: Store,
     journal: JobJournal,
-) -> tuple[Outcome, str]:
+) -> tuple[Outcome, str, Paid]:
     """Under the output's lock: what is done, the pass on Ray, the earlier runs' leftovers."""
     vectors = read_index(output, (ID, TEXT_HASH))
     for name in vectors.removed:
@@ -170,6 +169,7 @@ def _embed(
             api_key=api.api_key,
             workers=args.workers,
             max_resubmits=args.max_resubmits,
+            max_submits=cap_from(args.max_submits, args.max_cost, args.price_per_call),
             allow_insecure_http=args.allow_insecure_http,
             run_id=run_name,
             resume=resume,
@@ -185,7 +185,8 @@ def _embed(
             output=output.name,
             run=run_name,
         )
-        pump = JournalPump(journal, registry_fetch(find_registry(run_name)))
+        registry = find_registry(run_name)
+        pump = JournalPump(journal, registry_fetch(registry))
         pump.start()
         try:
             ds.write_parquet(output.path(run_name), filesystem=output.fs)
@@ -195,15 +196,31 @@ def _embed(
                 raise
             # Ray appends its retry advice to the message: the first line is ours.
             log.error(str(aborted).splitlines()[0], event="aborted")
-            return Outcome.ABORTED, run_name
+            return Outcome.ABORTED, run_name, _paid(registry)
         finally:
             pump.stop()
+        paid = _paid(registry)
     finally:
         ray.shutdown()
     remove_earlier_runs(errors, run_name)
     prune_superseded(output, read_index(output, (ID, TEXT_HASH)))
+    if paid.not_submitted:
+        return Outcome.CAPPED, run_name, paid
     failed = rows_in(errors, run_name)
-    return (Outcome.ROWS_FAILED if failed else Outcome.COMPLETED), run_name
+    return (Outcome.ROWS_FAILED if failed else Outcome.COMPLETED), run_name, paid
+
+
+@dataclass(frozen=True, slots=True)
+class Paid:
+    """What the run's registry granted: submits (paid calls), and texts the cap kept back."""
+
+    submits: int
+    not_submitted: int
+
+
+def _paid(registry: Any) -> Paid:
+    stats = ray.get(registry.stats.remote())
+    return Paid(int(stats["submits_granted"]), int(stats["capped"]))
 
 
 def _report(
@@ -214,10 +231,13 @@ def _report(
     errors: Store,
     run_name: str,
     started: float,
+    paid: Paid,
 ) -> Outcome:
     """The summary lines (one ``summary`` event in JSON) and ``--summary-json``."""
     figures = {
         "outcome": outcome.value,
+        "paid_submits": paid.submits,
+        "texts_not_submitted": paid.not_submitted,
         "rows_embedded": rows_in(output, run_name),
         "rows_failed": rows_in(errors, run_name),
         "rows_in_output": read_index(output, (ID,)).table.num_rows,
@@ -235,10 +255,16 @@ def _report(
     else:
         log.info(
             f"rows embedded {figures['rows_embedded']}, failed {figures['rows_failed']}; "
-            f"the output holds {figures['rows_in_output']} rows; wall "
-            f"{figures['wall_seconds']} s"
+            f"paid submits {paid.submits}; the output holds {figures['rows_in_output']} rows; "
+            f"wall {figures['wall_seconds']} s"
         )
         log.info(f"output {output.name}; errors {errors.name}")
+    if outcome is Outcome.CAPPED:
+        log.info(
+            f"stopped at the submit cap: {paid.not_submitted} texts not submitted; run the "
+            "same command again to continue",
+            event="stopped",
+        )
     if args.summary_json is not None:
         with writing(args.summary_json):
             args.summary_json.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))

@@ -51,6 +51,7 @@ def embed_dataset(
     dimensions: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_resubmits: int = DEFAULT_MAX_RESUBMITS,
+    max_submits: int | None = None,
     policy: RetryPolicy | None = None,
     allow_insecure_http: bool = False,
     limiting: Limiting = "shared",
@@ -69,10 +70,13 @@ def embed_dataset(
     ``$SEGMIND_API_KEY``. ``limiting="per-actor"`` is the naive baseline for benchmarks
     (each actor allows itself the whole rate; 429s teach nothing).
 
-    ``run_id`` names the run's registry actor, so the caller can journal the jobs as they
-    are submitted (:func:`~batch_embed.ray.registry.find_registry`, ``published_since``);
-    ``resume`` re-attaches to jobs an earlier, killed run submitted: their texts are polled
-    and fetched, not paid for again (a job the API no longer has is resubmitted).
+    ``max_submits`` caps the texts submitted (each a paid call) across the whole run: rows
+    whose text the cap kept back come out with ``error_kind`` ``"capped"``, to be embedded
+    by a later run. ``run_id`` names the run's registry actor, so the caller can journal
+    the jobs as they are submitted (:func:`~batch_embed.ray.registry.find_registry`,
+    ``published_since``); ``resume`` re-attaches to jobs an earlier, killed run submitted:
+    their texts are polled and fetched, not paid for again (a job the API no longer has is
+    resubmitted).
     """
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
     if not key:
@@ -84,6 +88,10 @@ def embed_dataset(
             raise ConfigError(f"{name}: expected a number > 0, got {value!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers: expected an integer >= 1, got {workers!r}")
+    if max_submits is not None and (
+        isinstance(max_submits, bool) or not isinstance(max_submits, int) or max_submits < 0
+    ):
+        raise ConfigError(f"max_submits: expected an integer >= 0, got {max_submits!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
     if limiting not in ("shared", "per-actor"):
@@ -104,7 +112,9 @@ def embed_dataset(
         read_rate=float(read_rate),
     )
     budget = budget_actor(budget_key(root, key), submit_rate=rpm / 60.0, read_rate=read_rate)
-    registry = registry_actor(run_id or uuid.uuid4().hex, max_resubmits=max_resubmits)
+    registry = registry_actor(
+        run_id or uuid.uuid4().hex, max_resubmits=max_resubmits, max_submits=max_submits
+    )
     if resume:
         ray.get(registry.adopt_many.remote(list(resume)))
     return ds.map_batches(

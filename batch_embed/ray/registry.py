@@ -24,8 +24,8 @@ ACTOR_CONCURRENCY = 10_000
 class RegistryActor:
     """:class:`ClaimBook` as a Ray actor, with waiting."""
 
-    def __init__(self, max_resubmits: int) -> None:
-        self._book = ClaimBook(max_resubmits=max_resubmits)
+    def __init__(self, max_resubmits: int, max_submits: int | None) -> None:
+        self._book = ClaimBook(max_resubmits=max_resubmits, max_submits=max_submits)
         self._settled: dict[str, asyncio.Event] = {}
 
     async def claim_many(self, digests: list[str]) -> list[Claim]:
@@ -57,12 +57,16 @@ class RegistryActor:
 
     async def lost(self, digest: str, request_id: str) -> Claim:
         claim = self._book.lost(digest, request_id)
-        if claim.kind is ClaimKind.FAILED:
+        if claim.kind in (ClaimKind.FAILED, ClaimKind.CAPPED):
             self._settle(digest)
         return claim
 
     async def stats(self) -> dict[str, int]:
-        return {"texts": len(self._book), "submits_granted": self._book.submits_granted}
+        return {
+            "texts": len(self._book),
+            "submits_granted": self._book.submits_granted,
+            "capped": self._book.capped,
+        }
 
     def _event(self, digest: str) -> asyncio.Event:
         event = self._settled.get(digest)
@@ -76,13 +80,13 @@ class RegistryActor:
             event.set()
 
 
-def registry_actor(run: str, *, max_resubmits: int) -> Any:
+def registry_actor(run: str, *, max_resubmits: int, max_submits: int | None = None) -> Any:
     """The registry actor of run ``run`` (created if there is none)."""
     return RegistryActor.options(  # type: ignore[attr-defined]
         name=REGISTRY_PREFIX + run,
         get_if_exists=True,
         max_concurrency=ACTOR_CONCURRENCY,
-    ).remote(max_resubmits)
+    ).remote(max_resubmits, max_submits)
 
 
 def find_registry(run: str) -> Any:

@@ -31,6 +31,9 @@ RETENTION_MARGIN = 300.0
 """A job this close to its expiry is given up as lost (and resubmitted) before its 404."""
 
 
+CAPPED_MESSAGE = "not submitted: the run's submit cap was spent (a later run embeds it)"
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """A text's vector, or why it has none."""
@@ -72,6 +75,8 @@ class TextEmbedder:
                 claim = await self._registry.wait.remote(digest)
             if claim.kind is ClaimKind.FAILED:
                 return Outcome(error_kind=claim.error_kind, error=claim.message)
+            if claim.kind is ClaimKind.CAPPED:
+                return Outcome(error_kind=ErrorKind.CAPPED, error=CAPPED_MESSAGE)
             if claim.kind is ClaimKind.SUBMIT:
                 try:
                     job = await self._submit(text)
