@@ -16,6 +16,7 @@ from .client import SegmindClient
 from .config import RunConfig
 from .error_sink import ErrorSink
 from .errors import ApiError
+from .fields import duplicate_id_message
 from .jobs import Job, Resubmit, WaitingRow
 from .journal import Journal, RowState, RowVerdict, TextState
 from .layout import OutputLayout
@@ -158,10 +159,12 @@ class Engine:
                     source=row.source,
                     location=row.location,
                     kind=ErrorKind.DUPLICATE_ID,
-                    message=f"{row.source}, {row.location}, field {self.id_field!r}: "
-                    f"id {row.key!r} was already used by "
-                    f"{self.journal.row_location(row.key) or 'an earlier row'} with a different "
-                    "text; this row is not embedded",
+                    message=duplicate_id_message(
+                        row.key,
+                        f"{row.source}, {row.location}",
+                        self.id_field,
+                        self.journal.row_location(row.key),
+                    ),
                     field=self.id_field,
                 )
             )

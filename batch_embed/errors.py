@@ -69,6 +69,15 @@ class InputError(BatchEmbedError):
         super().__init__(f"{where}: {message}")
         self.reason = message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only fields: the default (args-only) pickle could not rebuild it, and a
+        # Ray worker's InputError must reach the driver whole.
+        return _input_error, (self.reason, self.path, self.location, self.field)
+
+
+def _input_error(reason: str, path: str, location: str | None, field: str | None) -> InputError:
+    return InputError(reason, path=path, location=location, field=field)
+
 
 class JournalLocked(BatchEmbedError):
     """Another live run holds the lock on this output's journal."""

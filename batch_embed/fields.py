@@ -149,3 +149,12 @@ def row_error(
 ) -> ErrorRecord:
     where = f"{source}, {location}" if field is None else f"{source}, {location}, field {field!r}"
     return ErrorRecord(key, source, location, kind, f"{where}: {reason}", field)
+
+
+def duplicate_id_message(key: RowKey, where: str, field: str | None, earlier: str | None) -> str:
+    """Why a row whose id an earlier row of the run used, with another text, is not
+    embedded; ``where`` and ``earlier`` are ``"<file>, line N"`` (``earlier`` None: unknown)."""
+    return (
+        f"{where}, field {field!r}: id {key!r} was already used by "
+        f"{earlier or 'an earlier row'} with a different text; this row is not embedded"
+    )

@@ -83,13 +83,17 @@ class Reader:
     ``stats`` holds a :class:`FileStats` per source, up to date after each batch.
     """
 
-    def __init__(self, files: Sequence[InputFile], config: ReaderConfig) -> None:
+    def __init__(
+        self, files: Sequence[InputFile], config: ReaderConfig, *, key_type: KeyType | None = None
+    ) -> None:
+        """``key_type``: the run's, when an earlier preflight settled it (a Ray read task
+        reading one file of the run): :meth:`preflight` then holds the files to it."""
         self.files = list(files)
         self.config = config
         self.stats: dict[str, FileStats] = {f.source: FileStats() for f in self.files}
         self.id_field: str | None = config.id_field
         """The field keys come from (``None``: derived keys), settled by :meth:`preflight`."""
-        self._key_type: KeyType | None = None
+        self._key_type: KeyType | None = key_type
 
     @property
     def key_type(self) -> KeyType:
@@ -113,13 +117,15 @@ class Reader:
         Cheap by design: a Parquet file's footer, and the first ``SNIFF_LINES`` non-blank
         lines of a JSONL file. The key type comes from the first file that shows one (a Parquet
         id column's type, or the first usable id in a JSONL file); derived keys are strings.
+        Given to the constructor, the key type is the run's: the id field is not looked for
+        (``id_field`` None then means derived keys) and a Parquet id column must have it.
         """
-        if self.config.id_field is None and self.files:
+        if self.config.id_field is None and self._key_type is None and self.files:
             first = self.files[0]
             found = has_column if first.format == "parquet" else has_field
             self.id_field = DEFAULT_ID_FIELD if found(first, DEFAULT_ID_FIELD) else None
         text_field, id_field = self.config.text_field, self.id_field
-        key_type: KeyType | None = None if id_field else "str"
+        key_type: KeyType | None = self._key_type or (None if id_field else "str")
         for file in self.files:
             try:
                 size = file.size()

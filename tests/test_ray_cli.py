@@ -394,6 +394,7 @@ def test_a_batch_retried_by_ray_replaces_its_own_errors_file(tmp_path: Path) -> 
             "text": ["a", None, "c"],
             "text_sha256": ["ha", None, "hc"],
             "bad": [None, "field 'text': text is null", None],
+            "bad_kind": [None, "too_long", None],
             "embedding": pa.array([[1.0], None, None], pa.list_(pa.float32(), 1)),
             "error_kind": [None, "bad_input", "failed"],
             "error": [None, "column 'text' is missing", "blocked"],
@@ -408,28 +409,6 @@ def test_a_batch_retried_by_ray_replaces_its_own_errors_file(tmp_path: Path) -> 
     assert len(files) == 1
     rows = read_dir(tmp_path / "errors").to_pylist()
     assert [(r["id"], r["error_kind"], r["error"]) for r in rows] == [
-        (2, "bad_input", "field 'text': text is null"),
+        (2, "too_long", "field 'text': text is null"),  # the reader's kind, not the worker's
         (3, "failed", "blocked"),
     ]
-
-
-def test_rows_of_reads_dotted_fields_and_says_why_a_row_cannot_be_embedded() -> None:
-    from batch_embed.ray.cli_inputs import Fields, rows_of
-
-    batch = pa.table(
-        {
-            "meta": [{"doc": "d1"}, {"doc": None}, {"doc": "d3"}, {"doc": "d4"}],
-            "body": [{"text": "hello"}, {"text": "x"}, {"text": "   "}, {"text": None}],
-        }
-    )
-    rows = rows_of(batch, fields=Fields("body.text", "meta.doc", "str")).to_pylist()
-    assert rows[0]["id"] == "d1" and rows[0]["text"] == "hello" and rows[0]["bad"] is None
-    assert len(rows[0]["text_sha256"]) == 64
-    assert [r["bad"] for r in rows[1:]] == [
-        "field 'meta.doc': id is null",
-        "field 'body.text': text is only whitespace",
-        "field 'body.text': text is null",
-    ]
-    assert all(r["text"] is None for r in rows[1:])  # never submitted
-    missing = rows_of(pa.table({"id": ["a"]}), fields=Fields("text", "id", "str")).to_pylist()
-    assert missing[0]["bad"] == "field 'text': text field is missing"

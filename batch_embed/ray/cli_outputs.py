@@ -55,7 +55,7 @@ import ray
 from ..errors import ConfigError, InputError
 from ..records import ErrorKind
 from ..storage import for_writing, is_uri, remote
-from .cli_inputs import BAD, ID, TEXT, TEXT_HASH
+from .cli_inputs import BAD, BAD_KIND, ID, TEXT, TEXT_HASH
 from .columns import EMBEDDING, ERROR, ERROR_KIND
 
 RUN_PREFIX = "run-"
@@ -285,7 +285,7 @@ def split(
     kinds = batch[ERROR_KIND]
     messages = batch[ERROR]
     bad = pc.is_valid(batch[BAD])
-    kinds = pc.if_else(bad, pa.scalar(ErrorKind.BAD_INPUT.value), kinds)
+    kinds = pc.if_else(bad, batch[BAD_KIND], kinds)
     messages = pc.if_else(bad, batch[BAD], messages)
     if k.kept.num_rows:
         keys = keys_of(batch[ID], batch[TEXT_HASH])

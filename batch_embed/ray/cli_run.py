@@ -1,19 +1,21 @@
 """``batch-embed run --engine ray``: the inputs read, embedded and written through Ray Data.
 
-For corpora too big for one disk: the files are read by the cluster (``read_parquet`` /
-``read_json``), embedded by :func:`~batch_embed.ray.embed_dataset` and written by the
-cluster (``write_parquet``) into a directory or object-storage prefix, one subdirectory per
-run (the rules that keep every row once are in :mod:`batch_embed.ray.cli_outputs`). The
-one-machine flags that this engine cannot honour are refused (:data:`REFUSED`) before
-anything starts.
+For corpora too big for one disk: the files are read by the cluster (one task per file,
+running the local engine's reader), embedded by :func:`~batch_embed.ray.embed_dataset`
+and written by the cluster (``write_parquet``) into a directory or object-storage prefix,
+one subdirectory per run (the rules that keep every row once are in
+:mod:`batch_embed.ray.cli_outputs`). The one-machine flags that this engine cannot honour
+are refused (:data:`REFUSED`) before anything starts.
 
 Steps, in order: resolve and check the inputs (:mod:`~batch_embed.ray.cli_inputs`, before
 any paid call); take the output's lock and read the jobs a killed run left in the journal
 (:mod:`~batch_embed.ray.job_journal`); read what the output already holds; start Ray
-(quiet: warnings only, no progress bars); one streaming pass of read -> drop what is done
--> embed (re-attaching to the journaled jobs) -> errors aside -> write, the journal
-following every submit; then the summary. ``ray.init()`` starts a local instance unless
-``--ray-address`` names a cluster (``auto``: the one this machine belongs to).
+(quiet: warnings only, no progress bars); the id pass (:mod:`~batch_embed.ray.duplicates`:
+ids used twice, every file read through, still before any paid call); one streaming pass
+of read -> settle duplicate ids -> drop what is done -> embed (re-attaching to the
+journaled jobs) -> errors aside -> write, the journal following every submit; then the
+summary. ``ray.init()`` starts a local instance unless ``--ray-address`` names a cluster
+(``auto``: the one this machine belongs to).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import functools
 import logging
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +33,14 @@ from typing import Any
 import orjson
 import ray
 
-from ..errors import BatchEmbedError, ConfigError
+from ..errors import BatchEmbedError, ConfigError, InputError
 from ..inputs import InputFile, resolve_inputs
 from ..layout import state_dir_of
 from ..log import Log
 from ..models import model_spec
 from ..overlap import OwnPaths
 from ..pipeline import Outcome
+from ..reader import ReaderConfig
 from ..spending import cap_from
 from ..write_failures import writing
 from .calls import RunAborted
@@ -57,12 +61,12 @@ from .cli_outputs import (
     split,
 )
 from .dataset import embed_dataset
+from .duplicates import find_duplicates, mark_duplicates
 from .job_journal import JobJournal, JournalPump, registry_fetch
 from .registry import find_registry
 
 REFUSED: Mapping[str, str] = {
     "fresh": "it cannot forget an output: remove the output directory instead",
-    "truncate": "its workers do not cut texts (the API refuses a text that is too long)",
     "shared-limit": "its budget actor keeps submits and reads apart",
     "timeout": "its workers use the default request timeout",
     "max-in-flight": "the size of the actor pool (--workers) bounds what is in flight",
@@ -73,6 +77,10 @@ REFUSED: Mapping[str, str] = {
     "max-answer-bytes": "its workers use the default answer cap",
 }
 """The run flags the ray engine cannot honour -> why; given, they are a usage error."""
+
+
+READ_BATCH_ROWS = 2048
+"""Rows per batch of a read task (the Reader's batch: one block of the read stream)."""
 
 
 QUIET_LOGGERS = (
@@ -119,7 +127,14 @@ def run(args: argparse.Namespace, api: Api, log: Log) -> Outcome:
     )
     files = resolve_inputs(args.inputs, own)
     spec = model_spec(args.model, args.dimensions)
-    fields = preflight(files, text_field=args.text_field, id_field=args.id_field, model=spec)
+    reading = ReaderConfig(
+        text_field=args.text_field,
+        id_field=args.id_field,
+        truncate=args.truncate,
+        batch_size=READ_BATCH_ROWS,
+        model=spec,
+    )
+    fields = preflight(files, reading)
     with JobJournal.open(state) as journal:
         outcome, run_name, paid = _embed(args, api, log, files, fields, output, errors, journal)
         if outcome is not Outcome.ABORTED:
@@ -153,10 +168,25 @@ def _embed(
     run_name = new_run()
     _start_ray(args.ray_address)
     try:
+        rows = read_inputs(files, fields)
+        try:
+            duplicates = find_duplicates(rows, files, fields.config.id_field)
+        except Exception as err:  # a file the preflight did not see, or one broken midway
+            bad = _cause(err, InputError)
+            if bad is None:
+                raise
+            raise bad from None
+        if len(duplicates.conflicts):
+            log.warning(
+                f"{len(duplicates.conflicts)} rows reuse an earlier row's id with another "
+                "text: not embedded (see the errors)",
+                event="duplicate_ids",
+            )
         known = ray.put(Known(done, kept))
-        ds = read_inputs(files, fields).map_batches(
-            functools.partial(pending, known=known), batch_format="pyarrow"
-        )
+        ds = rows.map_batches(
+            functools.partial(mark_duplicates, duplicates=ray.put(duplicates)),
+            batch_format="pyarrow",
+        ).map_batches(functools.partial(pending, known=known), batch_format="pyarrow")
         ds = embed_dataset(
             ds,
             text_column=TEXT,
@@ -191,6 +221,9 @@ def _embed(
         try:
             ds.write_parquet(output.path(run_name), filesystem=output.fs)
         except Exception as err:
+            bad = _cause(err, InputError)  # a file changed since the id pass
+            if bad is not None:
+                raise bad from None
             aborted = _cause(err, RunAborted)
             if aborted is None:
                 raise
@@ -300,6 +333,10 @@ def _start_ray(address: str | None) -> None:
     # (a local instance's default), "Progress bars disabled" (we did); and see below.
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    # A corpus of one small file is one block: fewer than --workers actors have work.
+    warnings.filterwarnings(
+        "ignore", message="The minimum number of concurrent actors", category=UserWarning
+    )
     if address is None:
         ray.init(logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False)
     else:
