@@ -30,8 +30,9 @@ embedded again and its old vector replaced, a known text under a new key is copi
 Data: OUT is a directory or prefix with one run-<time>-<random>/ subdirectory per run,
 errors are Parquet in OUT.errors/, and --fresh, --prune and the local engine's tuning
 flags are refused. Rows are judged as on one machine (file, line, field in every error).
-It too pays only for the (id, text) pairs OUT does not hold, re-attaches to the jobs a
-killed run submitted, and --max-submits (or --max-cost) caps the whole cluster's submits.
+It too pays only for the texts OUT does not hold (a known text under a new id is copied),
+re-attaches to the jobs a killed run submitted, and --max-submits (or --max-cost) caps
+the whole cluster's submits.
 
 exit codes:
   0  every row embedded (or skipped)      4  the API stopped the run (401/403/406/model)

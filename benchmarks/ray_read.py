@@ -83,7 +83,7 @@ def main() -> int:
             table.append({"read": name, "rows": rows, "rows_s": rows / wall, "wall_s": wall})
         before = peak_rss()
         started = time.perf_counter()
-        found = find_duplicates(read_inputs(files, fields), files, "id")
+        found, _ = find_duplicates(read_inputs(files, fields), files, "id")
         pass_s = time.perf_counter() - started
         grown = max(peak_rss() - before, 0)
     ray.shutdown()

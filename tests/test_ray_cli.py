@@ -412,3 +412,29 @@ def test_a_batch_retried_by_ray_replaces_its_own_errors_file(tmp_path: Path) -> 
         (2, "too_long", "field 'text': text is null"),  # the reader's kind, not the worker's
         (3, "failed", "blocked"),
     ]
+
+
+def test_a_text_the_output_holds_under_another_id_is_copied_not_paid(tmp_path: Path) -> None:
+    first, second, out = tmp_path / "first.jsonl", tmp_path / "second.jsonl", tmp_path / "v"
+    write_corpus(first, [{"id": i, "text": f"known text {i}"} for i in range(10)])
+    grown = [{"id": 0, "text": "id 0 changed"}]  # its old text moves to id 10 below
+    grown += [{"id": 10 + i, "text": f"known text {i}"} for i in range(5)]
+    grown += [{"id": 20, "text": "known text 1"}, {"id": 21, "text": "brand new"}]
+    write_corpus(second, grown)
+    with EmulatorProcess(*EMULATOR) as emu:
+        assert ray_run([first], out, emu.url).returncode == 0
+        assert submits(emu) == 10
+        result = ray_run([second], out, emu.url, "--summary-json", str(tmp_path / "s.json"))
+        assert result.returncode == 0, result.stderr
+        assert "copied 6 vectors of texts the output holds under other ids" in result.stderr
+        assert submits(emu) == 12, "only 'id 0 changed' and 'brand new' are paid"
+        figures = json.loads((tmp_path / "s.json").read_text())
+        assert (figures["paid_submits"], figures["rows_copied"]) == (2, 6)
+        again = ray_run([second], out, emu.url)
+        assert again.returncode == 0 and "copied" not in again.stderr, again.stderr
+        assert submits(emu) == 12
+    texts = {i: f"known text {i}" for i in range(1, 10)}
+    texts |= {r["id"]: r["text"] for r in grown}
+    table = read_dir(out)
+    assert sorted(table["id"].to_pylist()) == sorted(texts)
+    check_vectors(table, texts)

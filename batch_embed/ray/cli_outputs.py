@@ -32,6 +32,12 @@ The rules that make every input row end as exactly one vector row or one error r
    latest run's row of each ``(id, text_sha256)``, so a run killed before that removal
    counts no row twice.
 
+5. A text the output holds under another id is not paid for again: the id pass lists the
+   rows to copy (:mod:`~batch_embed.ray.duplicates`), the stream drops them, and after the
+   run :func:`write_copies` writes them into the run's subdirectory with the vector an
+   earlier run's file holds for that text (``copies-<n>.parquet``, each file written whole:
+   a hidden temporary renamed on local disk, one put in object storage).
+
 The driver holds the ``(id, text_sha256)`` pairs of the output (about 100 bytes a row);
 every block of input is checked against them with ``pyarrow.compute.is_in``.
 """
@@ -43,11 +49,12 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
@@ -175,6 +182,11 @@ def read_index(store: Store, columns: Sequence[str]) -> Index:
     return Index(pa.concat_tables(parts, promote_options="permissive"), tuple(removed))
 
 
+def files_of(index: Index) -> list[str]:
+    """The files the index's rows are in (paths inside the store's file system)."""
+    return sorted(pc.unique(index.table[_FILE]).to_pylist())
+
+
 def _empty(columns: Sequence[str]) -> pa.Table:
     types = {ID: pa.string(), EMBEDDING: pa.null()}
     fields = [pa.field(c, types.get(c, pa.string())) for c in (*columns, _RUN, _FILE)]
@@ -224,12 +236,19 @@ def _rewrite_without(store: Store, path: str, ids: pa.ChunkedArray) -> None:
     if left.num_rows == 0:
         store.fs.delete_file(path)
         return
+    _put_whole(store, path, left)
+
+
+def _put_whole(store: Store, path: str, table: pa.Table) -> None:
+    """Write ``path`` so that no reader sees it half-written: a put replaces an object
+    whole; on local disk, a hidden temporary (removed by the next run if one is killed)
+    renamed over it."""
     if not store.local:
-        pq.write_table(left, path, filesystem=store.fs)  # a put replaces the object whole
+        pq.write_table(table, path, filesystem=store.fs)
         return
     folder, _, name = path.rpartition("/")
     temporary = f"{folder}/.{name}.tmp"
-    pq.write_table(left, temporary, filesystem=store.fs)
+    pq.write_table(table, temporary, filesystem=store.fs)
     store.fs.move(temporary, path)
 
 
@@ -259,14 +278,27 @@ class Known:
     """Keys already embedded."""
     kept: pa.Table
     """``key``, ``error_kind``, ``error`` of the earlier errors kept."""
+    held: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    """The distinct text hashes the output holds (a row with one of them is copied)."""
+
+
+def to_copy(batch: pa.Table, known: Known) -> pa.Array:
+    """Rows whose text the output holds but not under their id: copied (rule 5)."""
+    held = pc.is_in(batch[TEXT_HASH], value_set=known.held)
+    done = pc.is_in(keys_of(batch[ID], batch[TEXT_HASH]), value_set=known.done)
+    return pc.fill_null(pc.and_(held, pc.invert(done)), False)
 
 
 def pending(batch: pa.Table, *, known: ray.ObjectRef[Known] | Known) -> pa.Table:
-    """Drop the rows already embedded; blank the text of rows whose error is kept."""
+    """Drop the rows already embedded and those copied after the run (rule 5); blank the
+    text of rows whose error is kept."""
     k = ray.get(known) if isinstance(known, ray.ObjectRef) else known
     keys = keys_of(batch[ID], batch[TEXT_HASH])
     if len(k.done):
         batch = batch.filter(pc.invert(pc.fill_null(pc.is_in(keys, value_set=k.done), False)))
+        keys = keys_of(batch[ID], batch[TEXT_HASH])
+    if len(k.held):
+        batch = batch.filter(pc.invert(to_copy(batch, k)))
         keys = keys_of(batch[ID], batch[TEXT_HASH])
     if k.kept.num_rows:
         kept = pc.fill_null(pc.is_in(keys, value_set=k.kept["key"].combine_chunks()), False)
@@ -344,3 +376,48 @@ def rows_in(store: Store, run: str) -> int:
             if not name.startswith((".", "_")):
                 total += pq.ParquetFile(store.fs.open_input_file(info.path)).metadata.num_rows
     return total
+
+
+COPY_FILE_ROWS = 4096
+"""Rows per ``copies-<n>.parquet`` file."""
+
+
+def write_copies(store: Store, run: str, copies: pa.Table, sources: Sequence[str]) -> int:
+    """Write ``copies`` (``id``, ``text_sha256``) into ``run`` with the vectors the files
+    ``sources`` (earlier runs' files) hold for their texts; the rows written (rule 5)."""
+    if copies.num_rows == 0 or not sources:
+        return 0
+    wanted = pc.unique(copies[TEXT_HASH].combine_chunks())
+    scan = pads.dataset(list(sources), format="parquet", filesystem=store.fs).scanner(
+        columns=[TEXT_HASH, EMBEDDING], filter=pads.field(TEXT_HASH).isin(wanted)
+    )
+    written, found, pieces, buffered = 0, pa.array([], pa.string()), [], 0
+    for batch in scan.to_batches():
+        vectors = pa.Table.from_batches([batch])
+        fresh = pc.invert(pc.is_in(vectors[TEXT_HASH], value_set=found))
+        vectors = vectors.filter(fresh)
+        hashes = vectors[TEXT_HASH].combine_chunks()
+        first = pc.equal(pc.index_in(hashes, value_set=hashes), pa.array(range(len(hashes))))
+        vectors = vectors.filter(first)  # one vector per text (every copy of it is the same)
+        if vectors.num_rows == 0:
+            continue
+        hashes = vectors[TEXT_HASH].combine_chunks()
+        found = pa.concat_arrays([found, hashes])
+        rows = copies.filter(pc.is_in(copies[TEXT_HASH], value_set=hashes))
+        at = pc.index_in(rows[TEXT_HASH], value_set=hashes)
+        embedding = pc.take(vectors[EMBEDDING], at)
+        pieces.append(pa.table({ID: rows[ID], EMBEDDING: embedding, TEXT_HASH: rows[TEXT_HASH]}))
+        buffered += rows.num_rows
+        if buffered >= COPY_FILE_ROWS:
+            written += _write_whole(store, run, written, pa.concat_tables(pieces))
+            pieces, buffered = [], 0
+    if pieces:
+        written += _write_whole(store, run, written, pa.concat_tables(pieces))
+    return written
+
+
+def _write_whole(store: Store, run: str, start: int, table: pa.Table) -> int:
+    """One ``copies-<start>.parquet`` file of ``run``; its rows."""
+    store.fs.create_dir(store.path(run), recursive=True)
+    _put_whole(store, store.path(run, f"copies-{start:010d}.parquet"), table)
+    return int(table.num_rows)

@@ -26,11 +26,12 @@ import logging
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow.compute as pc
 import ray
 
 from ..errors import BatchEmbedError, ConfigError, InputError
@@ -50,6 +51,7 @@ from .cli_outputs import (
     Known,
     Store,
     errors_beside,
+    files_of,
     keys_of,
     latest_errors,
     new_run,
@@ -59,6 +61,7 @@ from .cli_outputs import (
     remove_earlier_runs,
     rows_in,
     split,
+    write_copies,
 )
 from .dataset import embed_dataset
 from .duplicates import find_duplicates, mark_duplicates
@@ -168,9 +171,10 @@ def _embed(
     run_name = new_run()
     _start_ray(args.ray_address)
     try:
+        known = ray.put(Known(done, kept, pc.unique(vectors.table[TEXT_HASH].combine_chunks())))
         rows = read_inputs(files, fields)
         try:
-            duplicates = find_duplicates(rows, files, fields.config.id_field)
+            duplicates, copies = find_duplicates(rows, files, fields.config.id_field, known)
         except Exception as err:  # a file the preflight did not see, or one broken midway
             bad = _cause(err, InputError)
             if bad is None:
@@ -182,7 +186,6 @@ def _embed(
                 "text: not embedded (see the errors)",
                 event="duplicate_ids",
             )
-        known = ray.put(Known(done, kept))
         ds = rows.map_batches(
             functools.partial(mark_duplicates, duplicates=ray.put(duplicates)),
             batch_format="pyarrow",
@@ -233,6 +236,13 @@ def _embed(
         finally:
             pump.stop()
         paid = _paid(registry)
+        paid = replace(paid, copied=write_copies(output, run_name, copies, files_of(vectors)))
+        if paid.copied:
+            log.info(
+                f"copied {paid.copied} vectors of texts the output holds under other ids "
+                "(not paid)",
+                event="copied",
+            )
     finally:
         ray.shutdown()
     remove_earlier_runs(errors, run_name)
@@ -245,10 +255,12 @@ def _embed(
 
 @dataclass(frozen=True, slots=True)
 class Paid:
-    """What the run's registry granted: submits (paid calls), and texts the cap kept back."""
+    """What the run's registry granted: submits (paid calls), and texts the cap kept back;
+    and the rows it copied from the output instead of paying."""
 
     submits: int
     not_submitted: int
+    copied: int = 0
 
 
 def _paid(registry: Any) -> Paid:
@@ -271,6 +283,7 @@ def _report(
         "outcome": outcome.value,
         "paid_submits": paid.submits,
         "texts_not_submitted": paid.not_submitted,
+        "rows_copied": paid.copied,
         "rows_embedded": rows_in(output, run_name),
         "rows_failed": rows_in(errors, run_name),
         "rows_in_output": read_index(output, (ID,)).table.num_rows,

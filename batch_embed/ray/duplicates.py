@@ -11,11 +11,14 @@ pass only). Within an id, in ``seq`` order (file, then line):
   used (:func:`batch_embed.fields.duplicate_id_message`, as the local engine says it).
 
 Rows that cannot be embedded anyway (``bad`` set: no hash) take no part. Then
-:func:`mark_duplicates`, in the read stream, applies the verdicts by ``seq``.
+:func:`mark_duplicates`, in the read stream, applies the verdicts by ``seq``. The same pass
+lists the rows whose text the output already holds under another id (rule 5 of
+:mod:`~batch_embed.ray.cli_outputs`): they are copied, not paid for again.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +30,9 @@ from ..fields import duplicate_id_message
 from ..inputs import InputFile
 from ..records import ErrorKind
 from .cli_inputs import BAD, BAD_KIND, ID, SEQ, TEXT, TEXT_HASH, where_of
+from .cli_outputs import Known, to_copy
+
+COPY_HASH = "copy_hash"
 
 HASH_DIGITS = 15
 """Texts of one id are told apart by the first 15 hex digits of their SHA-256 (60 bits, an
@@ -51,24 +57,47 @@ class Duplicates:
 
 
 def find_duplicates(
-    rows: ray.data.Dataset, files: Sequence[InputFile], id_field: str | None
-) -> Duplicates:
-    """The id pass over ``rows`` (the input as :func:`~.cli_inputs.read_inputs` gives it)."""
+    rows: ray.data.Dataset,
+    files: Sequence[InputFile],
+    id_field: str | None,
+    known: ray.ObjectRef[Known] | Known | None = None,
+) -> tuple[Duplicates, pa.Table]:
+    """The id pass over ``rows`` (the input as :func:`~.cli_inputs.read_inputs` gives it):
+    its verdicts, and (with ``known``) the ``id``, ``text_sha256`` of the rows whose text
+    the output holds under another id, to copy from it after the run, not paid for."""
     parts = list(
-        rows.map_batches(_id_columns, batch_format="pyarrow").iter_batches(
-            batch_format="pyarrow", batch_size=None
-        )
+        rows.map_batches(
+            functools.partial(_id_columns, known=known), batch_format="pyarrow"
+        ).iter_batches(batch_format="pyarrow", batch_size=None)
     )
     table = pa.concat_tables(parts) if parts else None
     parts.clear()
-    return settle(table, files, id_field)
+    found = settle(table, files, id_field)
+    if table is None:
+        return found, pa.table({ID: [], TEXT_HASH: []})
+    wanted = table.filter(pc.is_valid(table[COPY_HASH]))
+    dropped = pa.concat_arrays([found.repeats, found.conflicts])
+    wanted = wanted.filter(pc.invert(pc.is_in(wanted[SEQ], value_set=dropped)))
+    return found, pa.table({ID: wanted[ID], TEXT_HASH: wanted[COPY_HASH]})
 
 
-def _id_columns(batch: pa.Table) -> pa.Table:
-    """In a worker: the embeddable rows' ``id``, hash prefix (int64) and ``seq``."""
+def _id_columns(batch: pa.Table, *, known: ray.ObjectRef[Known] | Known | None) -> pa.Table:
+    """In a worker: the embeddable rows' ``id``, hash prefix (int64) and ``seq``, and the
+    whole hash of those to copy (null for the others)."""
     batch = batch.filter(pc.is_valid(batch[TEXT_HASH]))
     prefix = [int(h[:HASH_DIGITS], 16) for h in batch[TEXT_HASH].to_pylist()]
-    return pa.table({ID: batch[ID], TEXT_HASH: pa.array(prefix, pa.int64()), SEQ: batch[SEQ]})
+    k = ray.get(known) if isinstance(known, ray.ObjectRef) else known
+    copy = pa.nulls(batch.num_rows, pa.string())
+    if k is not None:
+        copy = pc.if_else(to_copy(batch, k), batch[TEXT_HASH], copy)
+    return pa.table(
+        {
+            ID: batch[ID],
+            TEXT_HASH: pa.array(prefix, pa.int64()),
+            SEQ: batch[SEQ],
+            COPY_HASH: copy,
+        }
+    )
 
 
 def settle(table: pa.Table | None, files: Sequence[InputFile], id_field: str | None) -> Duplicates:
